@@ -1,0 +1,44 @@
+"""One look for the whole app: palette, plotly template, status badges, number formats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import streamlit as st
+
+from mlops_app.status import Status
+
+PALETTE = {
+    "green": "#1b873f",
+    "orange": "#c76a00",
+    "red": "#c62828",
+    "gray": "#6b7280",
+    "blue": "#1f5fa8",
+    "teal": "#0f766e",
+    "purple": "#6d28d9",
+}
+SERIES_COLOURS = [PALETTE[name] for name in ("blue", "orange", "teal", "purple", "gray", "green", "red")]
+TEMPLATE_NAME = "mlops_app"
+
+pio.templates[TEMPLATE_NAME] = go.layout.Template(
+    layout=go.Layout(
+        colorway=SERIES_COLOURS,
+        font={"family": "Source Sans Pro, sans-serif", "size": 13},
+        margin={"l": 40, "r": 20, "t": 40, "b": 40},
+        hovermode="x unified",
+    )
+)
+
+
+def status_badge(status: Status, *, label: str | None = None) -> None:
+    """A status as icon, word and colour (never colour alone), with its meaning as a tooltip."""
+    st.badge(label or status.word, icon=status.icon, color=status.colour, help=status.meaning.capitalize() + ".")
+
+
+def format_time(value: datetime | None) -> str:
+    """ISO date and time with the time zone, the one date format of the app."""
+    if value is None:
+        return "never"
+    return value.strftime("%Y-%m-%d %H:%M %Z").strip()

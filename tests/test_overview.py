@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sklearn.dummy import DummyClassifier
+
+from mlops_app.config import load_settings
+from mlops_app.overview import dataset_summaries, headline, model_portfolio, recent_activity
+from mlops_app.registry import Registry
+from mlops_app.status import Status
+from mlops_app.warehouse import Warehouse
+
+
+def _stores(settings):
+    warehouse = Warehouse.from_settings(settings)
+    warehouse.migrate()
+    return Registry(settings.registry_path), warehouse
+
+
+def test_portfolio_on_the_demo(use_demo_home):
+    registry, warehouse = _stores(load_settings())
+    models = {m.name: m for m in model_portfolio(registry, warehouse)}
+    grader = models["apple-grader"]
+    assert grader.champion == 2 and grader.key_metric_label == "Bad apples caught"
+    assert grader.key_metric_value.endswith("%")
+    assert grader.status in (Status.HEALTHY, Status.WATCH)
+    assert "holdout" in grader.verdict
+    sugar = models["sugar-estimator"]
+    assert sugar.key_metric_value.endswith("°Bx")
+    datasets = dataset_summaries(warehouse, now=datetime(2026, 11, 1, tzinfo=UTC))
+    assert datasets[0].name == "apple_harvest" and datasets[0].batches == 95
+    activity = recent_activity(registry, warehouse, limit=10)
+    assert len(activity) == 10
+    assert [a.time for a in activity] == sorted((a.time for a in activity), reverse=True)
+    assert {a.kind for a in recent_activity(registry, warehouse, limit=200)} == {"model", "dataset"}
+
+
+def _fitted():
+    return DummyClassifier(strategy="prior").fit([[0.0], [1.0]], [0, 1])
+
+
+def test_status_rules(tmp_path):
+    registry, warehouse = _stores(load_settings({"MLOPS_APP_HOME": str(tmp_path)}))
+    registry.register_version(
+        "meets", _fitted(), actor="a@x.example", metrics={"recall_bad": 0.97}, extra={"key_metric": "recall_bad", "targets": {"recall_bad": {"min": 0.95}}}
+    )
+    registry.set_alias("meets", "champion", 1, actor="a@x.example")
+    registry.register_version(
+        "misses", _fitted(), actor="a@x.example", metrics={"recall_bad": 0.90}, extra={"key_metric": "recall_bad", "targets": {"recall_bad": {"min": 0.95}}}
+    )
+    registry.set_alias("misses", "champion", 1, actor="a@x.example")
+    registry.register_version("unserved", _fitted(), actor="a@x.example", metrics={"accuracy": 0.5})
+    registry.register_version("alerted", _fitted(), actor="a@x.example", metrics={"recall_bad": 0.99})
+    registry.set_alias("alerted", "champion", 1, actor="a@x.example")
+    warehouse.execute(
+        "INSERT INTO alerts (alert_id, model, kind, severity, status, message, opened_at) VALUES ('a1', 'alerted', 'drift', 'act', 'open', 'drift', now())"
+    )
+    models = {m.name: m for m in model_portfolio(registry, warehouse)}
+    assert models["meets"].status is Status.HEALTHY
+    assert models["misses"].status is Status.WATCH and "target at least 95.0%" in models["misses"].verdict
+    assert models["unserved"].status is Status.UNKNOWN and "No version is champion" in models["unserved"].verdict
+    assert models["alerted"].status is Status.ACT and "1 open alert" in models["alerted"].verdict
+    status, sentence = headline(list(models.values()), [])
+    assert status is Status.ACT and "alerted" in sentence
+
+
+def test_empty_home_headline_guides(tmp_path):
+    registry, warehouse = _stores(load_settings({"MLOPS_APP_HOME": str(tmp_path)}))
+    status, sentence = headline(model_portfolio(registry, warehouse), dataset_summaries(warehouse))
+    assert status is Status.UNKNOWN and "ingest a dataset or register a model" in sentence
+
+
+def test_stale_dataset_is_watch(use_demo_home):
+    _, warehouse = _stores(load_settings())
+    late = dataset_summaries(warehouse, now=datetime(2026, 12, 24, tzinfo=UTC))
+    assert late[0].status is Status.WATCH and "days old" in late[0].verdict
