@@ -455,3 +455,20 @@ def test_two_processes_registering_at_once_get_distinct_consecutive_versions(tmp
     registered = [e for e in registry.events("grader") if e["event"] == "registered"]
     assert sorted(e["version"] for e in registered) == list(range(1, 11))
     assert [e["event"] for e in registry.events("grader")].count("model_created") == 1
+
+
+def test_history_can_be_imported_with_its_own_times(tmp_path):
+    from datetime import UTC, datetime
+
+    from sklearn.dummy import DummyClassifier
+
+    registry = Registry(tmp_path / "registry")
+    registry.create_model("imported", actor="a@x.example", at=datetime(2026, 7, 1, tzinfo=UTC))
+    registry.register_version(
+        "imported", DummyClassifier().fit([[0], [1]], [0, 1]), actor="a@x.example", created_at=datetime(2026, 7, 2, tzinfo=UTC)
+    )
+    registry.set_alias("imported", "champion", 1, actor="a@x.example", at=datetime(2026, 7, 3, tzinfo=UTC))
+    times = [event["time"][:10] for event in registry.events("imported")]
+    assert times == ["2026-07-01", "2026-07-02", "2026-07-03"]
+    assert registry.get_model("imported").created_at.startswith("2026-07-01")
+    assert registry.alias_history("imported", "champion")[0]["time"].startswith("2026-07-03")

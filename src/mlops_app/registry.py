@@ -438,17 +438,25 @@ class Registry:
             raise self._no_model_error(model)
         return self._read_json(path)
 
-    def _create_model_locked(self, name: str, description: str, owner: str, actor: str) -> dict:
+    def _create_model_locked(
+        self, name: str, description: str, owner: str, actor: str, at: datetime | None = None
+    ) -> dict:
         path = self.path_for(name, MODEL_FILE)
         if path.is_file():
             return self._read_json(path)
-        data = {"name": name, "description": description, "owner": owner, "created_at": _iso(_now()), "aliases": {}}
+        created = _iso(at or _now())
+        data = {"name": name, "description": description, "owner": owner, "created_at": created, "aliases": {}}
         _write_atomic(path, _to_json_bytes(data, "the model description"))
-        self._append_event_locked(name, EVENT_MODEL_CREATED, actor=actor, details={"owner": owner})
+        self._append_event_locked(name, EVENT_MODEL_CREATED, actor=actor, details={"owner": owner}, time=created)
         return data
 
-    def create_model(self, name: str, *, description: str = "", owner: str = "", actor: str) -> ModelInfo:
+    def create_model(
+        self, name: str, *, description: str = "", owner: str = "", actor: str, at: datetime | None = None
+    ) -> ModelInfo:
         """Create a model (no versions yet). If it exists, return it unchanged.
+
+        Args:
+            at: when it happened, for importing history kept elsewhere; now by default.
 
         Raises:
             InvalidNameError: the name breaks the naming rule.
@@ -457,7 +465,7 @@ class Registry:
         _check_actor(actor)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked(name, create=True):
-            data = self._create_model_locked(name, description, owner or actor, actor)
+            data = self._create_model_locked(name, description, owner or actor, actor, at)
             return self._info(name, data)
 
     def list_models(self) -> list[ModelInfo]:
@@ -717,8 +725,13 @@ class Registry:
 
     # Aliases -------------------------------------------------------------------------------
 
-    def set_alias(self, model: str, alias: str, version: int | str, *, actor: str, reason: str = "") -> None:
+    def set_alias(
+        self, model: str, alias: str, version: int | str, *, actor: str, reason: str = "", at: datetime | None = None
+    ) -> None:
         """Point ``alias`` at a version (an existing alias moves) and record it in the audit log.
+
+        Args:
+            at: when it happened, for importing history kept elsewhere; now by default.
 
         Raises:
             InvalidNameError: the alias breaks the naming rule or is only digits.
@@ -737,7 +750,7 @@ class Registry:
             _write_atomic(self.path_for(model, MODEL_FILE), _to_json_bytes(data, "the model description"))
             self._append_event_locked(
                 model, EVENT_ALIAS_SET, actor=actor, version=number, alias=alias, reason=reason,
-                details={"previous": previous},
+                details={"previous": previous}, time=at,
             )  # fmt: skip
 
     def remove_alias(self, model: str, alias: str, *, actor: str, reason: str = "") -> None:

@@ -32,9 +32,18 @@ pio.templates[TEMPLATE_NAME] = go.layout.Template(
 )
 
 
+# Material icons ship with Streamlit's own font, so they render where no emoji font is installed.
+STATUS_ICONS = {
+    Status.HEALTHY: ":material/check_circle:",
+    Status.WATCH: ":material/warning:",
+    Status.ACT: ":material/error:",
+    Status.UNKNOWN: ":material/help:",
+}
+
+
 def status_badge(status: Status, *, label: str | None = None) -> None:
     """A status as icon, word and colour (never colour alone), with its meaning as a tooltip."""
-    st.badge(label or status.word, icon=status.icon, color=status.colour, help=status.meaning.capitalize() + ".")
+    st.badge(label or status.word, icon=STATUS_ICONS[status], color=status.colour, help=status.meaning.capitalize() + ".")
 
 
 def format_time(value: datetime | None) -> str:

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mlops_app import __version__
+from mlops_app.cli import APP_ENTRY, app, streamlit_command
+from mlops_app.config import load_settings
+
+runner = CliRunner()
+
+
+def test_init_creates_an_empty_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    assert "1 migration(s) applied" in result.output
+    assert (tmp_path / "h" / "warehouse.duckdb").is_file() and (tmp_path / "h" / "registry").is_dir()
+    again = runner.invoke(app, ["init"])
+    assert "0 migration(s) applied" in again.output
+    assert "No models registered yet" in runner.invoke(app, ["models"]).output
+
+
+def test_demo_then_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
+    monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "40")
+    result = runner.invoke(app, ["demo", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    assert "Demo home built" in result.output
+    assert "already present" in runner.invoke(app, ["demo", "--no-serve"]).output
+    listing = runner.invoke(app, ["models"]).output
+    assert "apple-grader  latest v2  champion=v2" in listing
+
+
+def test_bad_settings_give_one_clear_line_and_exit_2(monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_SERVER_PORT", "eighty")
+    result = runner.invoke(app, ["settings"])
+    assert result.exit_code == 2
+    assert "error: Setting server_port from MLOPS_APP_SERVER_PORT must be a int" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_settings_show_their_source(monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_SERVER_PORT", "8600")
+    output = runner.invoke(app, ["settings"]).output
+    assert "server_port = 8600  (MLOPS_APP_SERVER_PORT; MLOPS_APP_SERVER_PORT)" in output
+    assert "server_address = '127.0.0.1'  (default" in output
+
+
+def test_demo_refuses_a_real_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
+    runner.invoke(app, ["init"])
+    result = runner.invoke(app, ["demo", "--no-serve", "--reset"])
+    assert result.exit_code == 2 and "--reset will not delete it" in result.output
+
+
+def test_serve_command_applies_settings():
+    settings = load_settings({"MLOPS_APP_SERVER_PORT": "9100", "MLOPS_APP_BASE_URL_PATH": "mlops"})
+    command = streamlit_command(settings)
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY)]
+    assert command[command.index("--server.port") + 1] == "9100"
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.baseUrlPath") + 1] == "mlops"
+    override = streamlit_command(settings, address="0.0.0.0", port=9200, base_url_path="")
+    assert override[override.index("--server.port") + 1] == "9200"
+    assert override[override.index("--server.baseUrlPath") + 1] == ""
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "mlops-app"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"mlops-app {__version__}"
+    module = subprocess.run([sys.executable, "-m", "mlops_app", "--help"], capture_output=True, text=True, timeout=60)
+    assert module.returncode == 0 and "demo" in module.stdout and "serve" in module.stdout
+
+
+def test_every_command_is_in_the_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    names = [command.name or command.callback.__name__ for command in app.registered_commands]
+    missing = [name for name in names if f"`mlops-app {name}" not in readme]
+    assert not missing, f"commands missing from the README's command line section: {missing}"
