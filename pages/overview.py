@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mlops_app.overview import dataset_summaries, headline, model_portfolio, recent_activity
-from mlops_app.ui import navigation, state, theme
+from mlops_app.ui import state, theme
 
 warehouse, registry = state.warehouse(), state.registry()
 models = state.cached(model_portfolio, registry, warehouse)
@@ -21,41 +21,39 @@ st.subheader("Models in service")
 if not models:
     st.info("No models are registered yet. Train one with `mlops-app train`, or build the demo with `mlops-app demo`.")
 for model in models:
-    with st.container(border=True):
-        left, middle, right = st.columns([3, 2, 2], vertical_alignment="center")
-        with left:
-            navigation.link("models", model.name, query={"model": model.name})
-            st.caption(f"{model.description} Owner: {model.owner or 'not set'}.")
-            theme.status_badge(model.status)
-            st.write(model.verdict)
-        with middle:
-            st.metric(
-                model.key_metric_label,
-                model.key_metric_value,
-                help=(model.key_metric_help + " Measured on the holdout test: data the model never saw in training.").strip(),
-            )
-        with right:
-            champion = f"version {model.champion}" if model.champion else "none yet"
-            st.metric("Champion (serving)", champion, help="The version that makes the real decisions today.")
-            challenger = f"version {model.challenger}" if model.challenger else "none"
-            st.caption(f"Challenger (under evaluation): {challenger}. {model.versions} versions registered.")
+    middle, right = theme.summary_card(
+        page="models",
+        name=model.name,
+        query={"model": model.name},
+        description=f"{model.description} Owner: {model.owner or 'not set'}.",
+        status=model.status,
+        verdict=model.verdict,
+    )
+    middle.metric(
+        model.key_metric_label,
+        model.key_metric_value,
+        help=(model.key_metric_help + " Measured on the holdout test: data the model never saw in training.").strip(),
+    )
+    champion = f"version {model.champion}" if model.champion else "none yet"
+    right.metric("Champion (serving)", champion, help="The version that makes the real decisions today.")
+    challenger = f"version {model.challenger}" if model.challenger else "none"
+    right.caption(f"Challenger (under evaluation): {challenger}. {model.versions} versions registered.")
 
 st.subheader("Datasets")
 if not datasets:
     st.info("No datasets yet. Load one with `mlops-app ingest DATASET FILE`, or build the demo with `mlops-app demo`.")
 for dataset in datasets:
-    with st.container(border=True):
-        left, middle, right = st.columns([3, 2, 2], vertical_alignment="center")
-        with left:
-            navigation.link("data_quality", dataset.name, query={"dataset": dataset.name})
-            st.caption(dataset.description)
-            theme.status_badge(dataset.status)
-            st.write(dataset.verdict)
-        with middle:
-            st.metric("Rows", f"{dataset.rows:,}", help="Rows accepted into the warehouse, all deliveries together.")
-        with right:
-            st.metric("Deliveries", f"{dataset.batches:,}", help="Files (batches) received for this dataset.")
-            st.caption(f"Newest data: {theme.format_time(dataset.last_event_at)}")
+    middle, right = theme.summary_card(
+        page="data_quality",
+        name=dataset.name,
+        query={"dataset": dataset.name},
+        description=dataset.description,
+        status=dataset.status,
+        verdict=dataset.verdict,
+    )
+    middle.metric("Rows", f"{dataset.rows:,}", help="Rows accepted into the warehouse, all deliveries together.")
+    right.metric("Deliveries", f"{dataset.batches:,}", help="Files (batches) received for this dataset.")
+    right.caption(f"Newest data: {theme.format_time(dataset.last_event_at)}")
 
 st.subheader("Recent activity")
 if not activity:

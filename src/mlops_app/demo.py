@@ -181,12 +181,14 @@ def generate_harvest(*, seed: int = 7, days: int = 150, apples_per_day: int = 15
     return frame
 
 
-def _grader_pipeline(estimator) -> Pipeline:
-    numeric = [c for c in GRADER_FEATURES if c not in ("variety", "orchard_block")]
+def _pipeline(estimator, features: list[str]) -> Pipeline:
+    """Scale the numeric features, one-hot encode the categorical ones, then fit ``estimator``."""
+    categorical = [c for c in features if c in ("variety", "orchard_block")]
+    numeric = [c for c in features if c not in categorical]
     encode = ColumnTransformer(
         [
             ("numbers", StandardScaler(), numeric),
-            ("categories", OneHotEncoder(handle_unknown="ignore"), ["variety", "orchard_block"]),
+            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
         ]
     )
     return Pipeline([("prepare", encode), ("model", estimator)])
@@ -242,7 +244,7 @@ def _train_models(frame: pd.DataFrame, registry: Registry, actor: str, fingerpri
         at=datetime(2026, 7, 1, 8, 0, tzinfo=UTC),
     )
     for description, estimator, params, created_at in versions:
-        pipeline = _grader_pipeline(estimator).fit(train[GRADER_FEATURES], y_train)
+        pipeline = _pipeline(estimator, GRADER_FEATURES).fit(train[GRADER_FEATURES], y_train)
         scores = pipeline.predict_proba(holdout[GRADER_FEATURES])[:, 1]
         version = registry.register_version(
             "apple-grader",
@@ -266,20 +268,7 @@ def _train_models(frame: pd.DataFrame, registry: Registry, actor: str, fingerpri
             at=created_at + timedelta(days=1),
         )
 
-    sugar_pipeline = Pipeline(
-        [
-            (
-                "prepare",
-                ColumnTransformer(
-                    [
-                        ("numbers", StandardScaler(), SUGAR_FEATURES[:-1]),
-                        ("categories", OneHotEncoder(handle_unknown="ignore"), ["variety"]),
-                    ]
-                ),
-            ),
-            ("model", Ridge(alpha=1.0)),
-        ]
-    ).fit(train[SUGAR_FEATURES], train["sugar_brix"])
+    sugar_pipeline = _pipeline(Ridge(alpha=1.0), SUGAR_FEATURES).fit(train[SUGAR_FEATURES], train["sugar_brix"])
     registry.create_model(
         "sugar-estimator",
         description="Estimates sugar content (°Bx) without cutting the apple, to route sweet fruit to premium packs.",

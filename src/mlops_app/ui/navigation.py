@@ -7,11 +7,8 @@ listed yet are rendered as plain text, so no link ever lands on a silent fallbac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
-
-PAGES_DIR = Path(__file__).resolve().parents[3] / "pages"
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,28 @@ def format_time(value: datetime | None) -> str:
     if value is None:
         return "never"
     return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def summary_card(
+    *,
+    page: str,
+    name: str,
+    query: dict[str, str],
+    description: str,
+    status: Status,
+    verdict: str,
+):
+    """A bordered card: linked name, description, status badge and verdict on the left.
+
+    Returns the middle and right columns for the caller's metrics.
+    """
+    from mlops_app.ui import navigation
+
+    card = st.container(border=True)
+    left, middle, right = card.columns([3, 2, 2], vertical_alignment="center")
+    with left:
+        navigation.link(page, name, query=query)
+        st.caption(description)
+        status_badge(status)
+        st.write(verdict)
+    return middle, right
