@@ -75,9 +75,10 @@ def test_modes():
 
 
 def test_identity_from_proxy_headers_and_claims():
-    identity = identity_from_headers({"x-forwarded-email": "Eve@Quality.example", "X-Forwarded-Groups": "a, b"}, SETTINGS)
+    headers = {"x-forwarded-email": "Eve@Quality.example", "X-Forwarded-Groups": "a, b"}
+    identity = identity_from_headers(headers, SETTINGS, client_address="127.0.0.1")
     assert (identity.email, identity.role, identity.groups, identity.source) == ("eve@quality.example", "approver", ("a", "b"), "proxy")
-    assert identity_from_headers({}, SETTINGS) is None
+    assert identity_from_headers({}, SETTINGS, client_address="127.0.0.1") is None
     claims = {"is_logged_in": True, "email": "boss@orchard.example", "name": "The Boss"}
     identity = identity_from_claims(claims, SETTINGS)
     assert (identity.role, identity.display) == ("admin", "The Boss <boss@orchard.example>")
@@ -88,3 +89,60 @@ def test_local_identity_uses_its_settings():
     identity = local_identity(load_settings({"MLOPS_APP_LOCAL_USER": "me@here.example", "MLOPS_APP_LOCAL_USER_ROLE": "viewer"}))
     assert (identity.email, identity.role, identity.source) == ("me@here.example", "viewer", "local")
     assert not identity.can("approve_promotion")
+
+
+@pytest.mark.parametrize(
+    ("client", "trusted"),
+    [("127.0.0.1", True), ("::1", True), ("10.1.2.3", True), ("10.2.0.1", False), ("192.0.2.7", False), (None, False), ("junk", False)],
+)
+def test_proxy_header_is_believed_only_from_trusted_proxies(client, trusted, caplog):
+    settings = SETTINGS.with_overrides(trusted_proxies="127.0.0.1, ::1, 10.1.0.0/16")
+    headers = {"X-Forwarded-Email": "boss@orchard.example"}
+    if trusted:
+        assert identity_from_headers(headers, settings, client_address=client).role == "admin"
+    else:
+        with caplog.at_level(logging.WARNING, logger="mlops_app.auth"):
+            with pytest.raises(PermissionDeniedError, match="not a trusted proxy"):
+                identity_from_headers(headers, settings, client_address=client)
+        assert "untrusted address" in caplog.text
+
+
+def test_bad_trusted_proxy_entry_is_a_config_error():
+    settings = SETTINGS.with_overrides(trusted_proxies="10.0.0.0/33")
+    with pytest.raises(ConfigError, match="is not an address or network"):
+        identity_from_headers({"X-Forwarded-Email": "a@b.example"}, settings, client_address="10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("address", "mode", "overrides", "message"),
+    [
+        ("127.0.0.1", "local", {}, None),
+        ("localhost", "local", {}, None),
+        ("0.0.0.0", "local", {}, "Refusing to serve the local demo identity on 0.0.0.0"),
+        ("", "local", {}, "on every interface"),
+        ("0.0.0.0", "local", {"allow_remote_local_identity": "true"}, None),
+        ("0.0.0.0", "proxy", {}, None),
+        ("0.0.0.0", "oidc", {"replicas": "3"}, "replicas is 3 but cookie_secret is empty"),
+        ("0.0.0.0", "oidc", {"replicas": "3", "cookie_secret": "s3cret"}, None),
+    ],
+)
+def test_serving_rules(address, mode, overrides, message):
+    from mlops_app.auth import check_serving_allowed
+
+    settings = load_settings({}).with_overrides(**overrides)
+    if message is None:
+        check_serving_allowed(settings, address=address, mode=mode)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_serving_allowed(settings, address=address, mode=mode)
+
+
+def test_oidc_configuration_is_found_in_secrets_files(tmp_path):
+    from mlops_app.auth import oidc_configured_in
+
+    plain, with_auth, broken = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "c.toml"
+    plain.write_text('token = "x"\n')
+    with_auth.write_text('[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\n')
+    broken.write_text("[auth\n")
+    assert not oidc_configured_in([plain, broken, tmp_path / "missing.toml"])
+    assert oidc_configured_in([plain, with_auth])

@@ -17,7 +17,9 @@ def test_init_creates_an_empty_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
     result = runner.invoke(app, ["init"])
     assert result.exit_code == 0, result.output
-    assert "1 migration(s) applied" in result.output
+    from mlops_app.warehouse import MIGRATIONS
+
+    assert f"{len(MIGRATIONS)} migration(s) applied" in result.output
     assert (tmp_path / "h" / "warehouse.duckdb").is_file() and (tmp_path / "h" / "registry").is_dir()
     again = runner.invoke(app, ["init"])
     assert "0 migration(s) applied" in again.output
@@ -58,6 +60,21 @@ def test_demo_refuses_a_real_home(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--reset will not delete it" in result.output
 
 
+def test_serve_refuses_unsafe_exposure_and_hides_the_cookie_secret(monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_SERVER_ADDRESS", "0.0.0.0")
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2 and "Refusing to serve the local demo identity on 0.0.0.0" in result.output
+    settings = load_settings({"MLOPS_APP_COOKIE_SECRET": "do-not-print-me", "MLOPS_APP_REPLICAS": "2"})
+    command = streamlit_command(settings)
+    assert "do-not-print-me" not in " ".join(command)
+    from mlops_app.cli import streamlit_environment
+
+    assert streamlit_environment(settings)["STREAMLIT_SERVER_COOKIE_SECRET"] == "do-not-print-me"
+    monkeypatch.setenv("MLOPS_APP_COOKIE_SECRET", "do-not-print-me")
+    output = runner.invoke(app, ["settings"]).output
+    assert "cookie_secret = (set)" in output and "do-not-print-me" not in output
+
+
 def test_serve_command_applies_settings():
     settings = load_settings({"MLOPS_APP_SERVER_PORT": "9100", "MLOPS_APP_BASE_URL_PATH": "mlops"})
     command = streamlit_command(settings)
@@ -65,7 +82,9 @@ def test_serve_command_applies_settings():
     assert command[command.index("--server.port") + 1] == "9100"
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.baseUrlPath") + 1] == "mlops"
-    override = streamlit_command(settings, address="0.0.0.0", port=9200, base_url_path="")
+    assert command[command.index("--server.enableXsrfProtection") + 1] == "true"
+    assert command[command.index("--server.maxUploadSize") + 1] == "200"
+    override = streamlit_command(settings.with_overrides(proxy_header="X-Email"), address="0.0.0.0", port=9200, base_url_path="")
     assert override[override.index("--server.port") + 1] == "9200"
     assert override[override.index("--server.baseUrlPath") + 1] == ""
 

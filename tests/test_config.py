@@ -13,6 +13,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_every_setting_is_documented_in_the_readme():
     text = README.read_text()
+    from mlops_app.config import settings_table_markdown
+
+    assert settings_table_markdown() in text, "README settings table is stale: run scripts/readme_tables.py"
     table_rows = {match.group(1) for match in re.finditer(r"^\| `([a-z_]+)` \|", text, re.MULTILINE)}
     missing = [s.name for s in SETTINGS if s.name not in table_rows or s.env_var not in text]
     assert not missing, f"settings missing from the README settings table: {missing}"

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mlops_app import __version__
-from mlops_app.auth import local_identity
+from mlops_app.auth import check_serving_allowed, choose_mode, local_identity, oidc_configured_in
 from mlops_app.config import SETTINGS, Settings, load_settings
 from mlops_app.errors import MlopsError
 
@@ -91,8 +91,22 @@ def demo(
         serve()
 
 
+def secrets_files() -> list[Path]:
+    """Where Streamlit looks for secrets (st.login's [auth] section among them)."""
+    from streamlit import config as streamlit_config
+
+    return [Path(p) for p in streamlit_config.get_option("secrets.files")] + [APP_ENTRY.parent / ".streamlit" / "secrets.toml"]
+
+
 def streamlit_command(settings: Settings, *, address: str | None = None, port: int | None = None, base_url_path: str | None = None) -> list[str]:
-    """The command line that runs the dashboard with the server settings applied."""
+    """The command line that runs the dashboard with the server settings applied.
+
+    Raises:
+        ConfigError: the settings would expose the dashboard unsafely (see auth.check_serving_allowed).
+    """
+    address = address or settings.server_address
+    mode = choose_mode(settings, oidc_configured=oidc_configured_in(secrets_files()))
+    check_serving_allowed(settings, address=address, mode=mode)
     if not APP_ENTRY.is_file():
         raise MlopsError(
             f"The dashboard entry {APP_ENTRY} is missing. Install mlops-app from a checkout of its repository "
@@ -105,16 +119,28 @@ def streamlit_command(settings: Settings, *, address: str | None = None, port: i
         "run",
         str(APP_ENTRY),
         "--server.address",
-        address or settings.server_address,
+        address,
         "--server.port",
         str(port or settings.server_port),
         "--server.baseUrlPath",
         base_url_path if base_url_path is not None else settings.base_url_path,
         "--server.headless",
         "true",
+        "--server.enableXsrfProtection",
+        "true",
+        "--server.maxUploadSize",
+        str(settings.max_upload_mb),
         "--browser.gatherUsageStats",
         "false",
     ]
+
+
+def streamlit_environment(settings: Settings) -> dict[str, str]:
+    """The server's environment: the cookie secret travels here, never on the command line (ps shows that)."""
+    environment = dict(os.environ)
+    if settings.cookie_secret:
+        environment["STREAMLIT_SERVER_COOKIE_SECRET"] = settings.cookie_secret
+    return environment
 
 
 @app.command()
@@ -133,7 +159,7 @@ def serve(
     typer.echo(f"Serving {settings.home_path} at http://{address or settings.server_address}:{shown_port}/ (Ctrl+C to stop)")
     sys.stdout.flush()
     # Replace this process, so a service manager's signals reach Streamlit directly.
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, streamlit_environment(settings))
 
 
 @app.command("settings")
@@ -144,7 +170,7 @@ def show_settings() -> None:
     except MlopsError as error:
         _fail(error)
     for setting in SETTINGS:
-        typer.echo(f"{setting.name} = {settings.values[setting.name]!r}  ({settings.sources[setting.name]}; {setting.env_var})")
+        typer.echo(f"{setting.name} = {settings.display_value(setting.name)}  ({settings.sources[setting.name]}; {setting.env_var})")
 
 
 @app.command()

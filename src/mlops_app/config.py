@@ -32,6 +32,7 @@ class Setting:
     help: str
     kind: type = str
     choices: tuple[str, ...] = ()
+    secret: bool = False  # never printed or logged; shown as "(set)" / "(empty)"
 
     @property
     def env_var(self) -> str:
@@ -57,6 +58,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("proxy_header", "", "Header holding the signed-in user's e-mail, set by a trusted reverse proxy (e.g. `X-Forwarded-Email`). Empty: proxy sign-in is off."),
     Setting("proxy_groups_header", "", "Header holding the user's groups (comma separated), set by the same proxy. Optional."),
+    Setting(
+        "trusted_proxies",
+        "127.0.0.1,::1",
+        "Addresses or networks (comma separated, e.g. `10.0.0.5, 10.1.0.0/16`) of the reverse proxies whose sign-in header is believed. A request from anywhere else is refused.",
+    ),
+    Setting(
+        "allow_remote_local_identity",
+        False,
+        "Let the local demo identity (everyone is `local_user`) be used on a non-loopback address. Off: the dashboard refuses to serve the local identity beyond this machine.",
+        bool,
+    ),
+    Setting(
+        "cookie_secret",
+        "",
+        "Secret that signs Streamlit's cookies and XSRF tokens. Required (the same on every replica) when `replicas` is above 1; keep it in the environment or a secrets manager, never in the repository.",
+        secret=True,
+    ),
+    Setting("replicas", 1, "Number of dashboard processes behind a load balancer sharing this home.", int),
+    Setting("max_upload_mb", 200, "Largest file, in MB, a page accepts as an upload. Bigger files go through `mlops-app ingest`.", int),
+    Setting("max_ingest_mb", 4096, "Largest data file, in MB, `mlops-app ingest` accepts.", int),
     Setting("local_user", "demo@localhost", "E-mail of the local demo identity used when no sign-in is configured."),
     Setting("local_user_role", "admin", "Role of the local demo identity.", str, ROLES),
     Setting("default_role", "viewer", "Role of a signed-in user who matches no rule below.", str, ROLES),
@@ -134,6 +155,13 @@ class Settings:
     def reports_path(self) -> Path:
         return self.home_path / "reports"
 
+    def display_value(self, name: str) -> str:
+        """The value as it may be shown to a person: secrets are masked."""
+        value = self.values[name]
+        if _BY_NAME[name].secret:
+            return "(set)" if value else "(empty)"
+        return repr(value)
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some values replaced (validated like any other source)."""
         values = dict(self.values)
@@ -198,3 +226,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def parse_list(raw: str) -> list[str]:
     """Split a comma-separated setting into trimmed, non-empty entries."""
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def settings_table_markdown() -> str:
+    """The README's settings table, generated from :data:`SETTINGS` (``scripts/readme_tables.py`` writes it)."""
+    lines = ["| Setting | Environment variable | Default | Meaning |", "| --- | --- | --- | --- |"]
+    for setting in SETTINGS:
+        default = "(empty)" if setting.default == "" else str(setting.default).lower() if setting.kind is bool else setting.default
+        lines.append(f"| `{setting.name}` | `{setting.env_var}` | `{default}` | {setting.help} |")
+    return "\n".join(lines)

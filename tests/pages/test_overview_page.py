@@ -84,10 +84,28 @@ def test_proxy_identity_and_role(use_demo_home, monkeypatch):
     from mlops_app.ui import identity
 
     monkeypatch.setattr(identity, "request_headers", lambda: {"X-Forwarded-Email": "eve@quality.example"})
+    monkeypatch.setattr(identity, "client_address", lambda: "127.0.0.1")
     at = _run()
     assert not at.exception
     sidebar = " ".join(caption.value for caption in at.sidebar.caption)
     assert "eve@quality.example" in sidebar and "approver" in sidebar
+    # The same header from an address that is not a trusted proxy is refused, not believed.
+    monkeypatch.setattr(identity, "client_address", lambda: "192.0.2.7")
+    at = _run()
+    assert not at.exception and "not a trusted proxy" in at.error[0].value
+    assert not at.title or at.title[0].value != "Overview"
+    monkeypatch.setattr(identity, "client_address", lambda: "127.0.0.1")
     monkeypatch.setattr(identity, "request_headers", lambda: {})
     at = _run()
     assert "header is missing" in at.error[0].value
+
+
+def test_local_identity_answers_only_on_this_machine(use_demo_home, monkeypatch):
+    from mlops_app.ui import identity
+
+    monkeypatch.setattr(identity, "client_address", lambda: "192.0.2.7")
+    at = _run()
+    assert not at.exception and "only answers on this machine" in at.error[0].value
+    monkeypatch.setenv("MLOPS_APP_ALLOW_REMOTE_LOCAL_IDENTITY", "true")
+    at = _run()
+    assert at.title[0].value == "Overview"

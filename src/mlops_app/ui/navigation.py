@@ -21,6 +21,7 @@ class PageSpec:
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("", "overview.py", "Overview", ":material/dashboard:"),
+    PageSpec("access", "access.py", "Access", ":material/admin_panel_settings:"),
 )
 
 _BY_KEY = {page.key: page for page in PAGES}

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+PAGE = "../pages/access.py"
+
+
+def _run_access() -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+def test_admin_sees_who_has_which_role(use_demo_home, monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_APPROVERS", "@quality.example, group:release-managers")
+    monkeypatch.setenv("MLOPS_APP_REVIEWERS", "ann@orchard.example")
+    at = _run_access()
+    assert not at.exception
+    assert at.title[0].value == "Access"
+    rules = at.dataframe[0].value
+    assert list(rules["Who"]) == ["everyone at @quality.example", "release-managers", "ann@orchard.example"]
+    assert list(rules["Role"]) == ["approver", "approver", "reviewer"]
+    roles = at.dataframe[1].value
+    assert "approve promotion" in roles.set_index("Role").loc["approver", "Actions it adds"]
+    assert "local demo identity" in at.markdown[0].value
+
+
+def test_no_rules_guides(use_demo_home):
+    at = _run_access()
+    assert "No role rules are set" in at.info[0].value
+
+
+def test_non_admins_are_refused_on_the_server(use_demo_home, monkeypatch):
+    monkeypatch.setenv("MLOPS_APP_LOCAL_USER_ROLE", "approver")
+    at = _run_access()
+    assert not at.exception
+    assert "needs the admin role" in at.error[0].value
+    assert not at.dataframe
