@@ -12,7 +12,7 @@ from mlops_app.config import load_settings
 from mlops_app.demo import build_demo
 
 # A small season that still spans the training and holdout windows and the 20 August change.
-SMALL_DEMO = {"MLOPS_APP_DEMO_DAYS": "95", "MLOPS_APP_DEMO_APPLES_PER_DAY": "120"}
+SMALL_DEMO = {"MLOPS_APP_DEMO_DAYS": "95", "MLOPS_APP_DEMO_APPLES_PER_DAY": "120", "MLOPS_APP_DEMO_TRIALS": "5"}
 
 
 @pytest.fixture(autouse=True)

@@ -30,12 +30,13 @@ def test_demo_then_models(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
     monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
     monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "40")
+    monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
     result = runner.invoke(app, ["demo", "--no-serve"])
     assert result.exit_code == 0, result.output
     assert "Demo home built" in result.output
     assert "already present" in runner.invoke(app, ["demo", "--no-serve"]).output
     listing = runner.invoke(app, ["models"]).output
-    assert "apple-grader  latest v2  champion=v2" in listing
+    assert "apple-grader  latest v3  challenger=v3, champion=v2" in listing
 
 
 def test_bad_settings_give_one_clear_line_and_exit_2(monkeypatch):
@@ -69,7 +70,10 @@ def test_serve_refuses_unsafe_exposure_and_hides_the_cookie_secret(monkeypatch):
     assert "do-not-print-me" not in " ".join(command)
     from mlops_app.cli import streamlit_environment
 
-    assert streamlit_environment(settings)["STREAMLIT_SERVER_COOKIE_SECRET"] == "do-not-print-me"
+    environment = streamlit_environment(settings)
+    assert environment["STREAMLIT_SERVER_COOKIE_SECRET"] == "do-not-print-me"
+    # uvicorn must not replace the peer address with X-Forwarded-For (the trusted-proxy check reads it).
+    assert environment["FORWARDED_ALLOW_IPS"] == ""
     monkeypatch.setenv("MLOPS_APP_COOKIE_SECRET", "do-not-print-me")
     output = runner.invoke(app, ["settings"]).output
     assert "cookie_secret = (set)" in output and "do-not-print-me" not in output

@@ -51,7 +51,16 @@ def test_demo_home_content(use_demo_home):
     assert dataset.target == "is_bad" and dataset.id_column == "apple_id"
     assert {c.role for c in dataset.columns} >= {"id", "timestamp", "feature", "target"}
     rows = warehouse.query_one("SELECT count(*), count(DISTINCT _batch_id) FROM ds_apple_harvest")
-    assert rows[0] == datasets["row_count"][0] and rows[1] == 95 == datasets["batches"][0]
+    assert rows[0] == datasets["row_count"][0] and rows[1] == 95
+    # The last 21 days came as files: one was re-sent (duplicate), one came first in the old format (rejected).
+    statuses = warehouse.query("SELECT status, count(*) AS n FROM batches GROUP BY status").set_index("status")["n"]
+    assert statuses.to_dict() == {"accepted": 94, "partly_quarantined": 1, "duplicate": 1, "rejected": 1}
+    assert datasets["batches"][0] == 97
+    quarantined = warehouse.query_one("SELECT count(*), count(*) FILTER (WHERE firmness_n = 0) FROM qr_apple_harvest")
+    assert quarantined[0] > 0 and quarantined[0] == quarantined[1], "the zero-firmness rows are the quarantined ones"
+    assert warehouse.query_one("SELECT count(*) FROM ds_apple_harvest WHERE firmness_n = 0")[0] == 0
+    warned = warehouse.query_one("SELECT count(*) FROM ds_apple_harvest WHERE colour_score IS NULL")[0]
+    assert warned > 0, "rows without a colour reading pass, with a warning"
 
     registry = Registry(settings.registry_path)
     models = {m.name: m for m in registry.list_models()}
@@ -66,20 +75,20 @@ def test_demo_home_content(use_demo_home):
 
 
 def test_build_is_idempotent_and_reset_rebuilds(tmp_path):
-    environ = {"MLOPS_APP_HOME": str(tmp_path / "home"), "MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40"}
+    environ = {"MLOPS_APP_HOME": str(tmp_path / "home"), "MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40", "MLOPS_APP_DEMO_TRIALS": "3"}
     settings = load_settings(environ)
     first = build_demo(settings, local_identity(settings))
     assert first.built and first.rows > 0
     second = build_demo(settings, local_identity(settings))
     assert not second.built and second.rows == first.rows
-    assert len(Registry(settings.registry_path).list_versions("apple-grader")) == 2, "a second run must not re-register"
+    assert len(Registry(settings.registry_path).list_versions("apple-grader")) == 3, "a second run must not re-register"
     third = build_demo(settings, local_identity(settings), reset=True)
     assert third.built
-    assert len(Registry(settings.registry_path).list_versions("apple-grader")) == 2
+    assert len(Registry(settings.registry_path).list_versions("apple-grader")) == 3
 
 
 def test_an_interrupted_build_is_redone(tmp_path):
-    environ = {"MLOPS_APP_HOME": str(tmp_path / "home"), "MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40"}
+    environ = {"MLOPS_APP_HOME": str(tmp_path / "home"), "MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40", "MLOPS_APP_DEMO_TRIALS": "3"}
     settings = load_settings(environ)
     build_demo(settings, local_identity(settings))
     manifest = settings.home_path / MANIFEST_NAME

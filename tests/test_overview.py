@@ -28,7 +28,9 @@ def test_portfolio_on_the_demo(use_demo_home):
     sugar = models["sugar-estimator"]
     assert sugar.key_metric_value.endswith("°Bx")
     datasets = dataset_summaries(warehouse, now=datetime(2026, 11, 1, tzinfo=UTC))
-    assert datasets[0].name == "apple_harvest" and datasets[0].batches == 95
+    assert datasets[0].name == "apple_harvest" and datasets[0].batches == 97
+    # The old-format file was rejected within the last week of deliveries.
+    assert datasets[0].status is Status.ACT and "old-export.csv (rejected)" in datasets[0].verdict
     activity = recent_activity(registry, warehouse, limit=10)
     assert len(activity) == 10
     assert [a.time for a in activity] == sorted((a.time for a in activity), reverse=True)
@@ -70,7 +72,19 @@ def test_empty_home_headline_guides(tmp_path):
     assert status is Status.UNKNOWN and "ingest a dataset or register a model" in sentence
 
 
-def test_stale_dataset_is_watch(use_demo_home):
-    _, warehouse = _stores(load_settings())
+def test_stale_dataset_is_watch(tmp_path):
+    from mlops_app.datasets import Dataset, register_dataset
+
+    _, warehouse = _stores(load_settings({"MLOPS_APP_HOME": str(tmp_path)}))
+    register_dataset(warehouse, Dataset("sensor", "Readings", "me@x.example", "test", freshness_hours=24))
+    warehouse.execute(
+        "UPDATE datasets SET row_count = 10, last_event_at = TIMESTAMPTZ '2026-12-01 00:00:00+00' WHERE name = 'sensor'"
+    )
+    warehouse.execute(
+        "INSERT INTO batches (batch_id, dataset, received_at, row_count, status) "
+        "VALUES ('b1', 'sensor', TIMESTAMPTZ '2026-12-01 01:00:00+00', 10, 'accepted')"
+    )
+    fresh = dataset_summaries(warehouse, now=datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert fresh[0].status is Status.HEALTHY and "12 hours old" in fresh[0].verdict
     late = dataset_summaries(warehouse, now=datetime(2026, 12, 24, tzinfo=UTC))
-    assert late[0].status is Status.WATCH and "days old" in late[0].verdict
+    assert late[0].status is Status.WATCH and "23 days old" in late[0].verdict

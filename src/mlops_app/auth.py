@@ -33,6 +33,8 @@ ACTIONS: dict[str, str] = {
     "request_promotion": "reviewer",
     "register_model": "reviewer",
     "ingest_data": "reviewer",
+    "register_dataset": "reviewer",
+    "train_model": "reviewer",
     "approve_promotion": "approver",
     "reject_promotion": "approver",
     "rollback": "approver",
@@ -163,7 +165,7 @@ def choose_mode(settings: Settings, *, oidc_configured: bool) -> str:
     if mode == "oidc" and not oidc_configured:
         raise ConfigError(
             "auth_mode is oidc but Streamlit's secrets have no [auth] section. Add one to "
-            ".streamlit/secrets.toml (see the README, Sign-in) or set MLOPS_APP_AUTH_MODE=local."
+            ".streamlit/secrets.toml (see docs/self-hosting.md) or set MLOPS_APP_AUTH_MODE=local."
         )
     if mode == "proxy" and not settings.proxy_header:
         raise ConfigError("auth_mode is proxy but proxy_header is empty. Set MLOPS_APP_PROXY_HEADER, e.g. X-Forwarded-Email.")
@@ -230,7 +232,7 @@ def check_serving_allowed(settings: Settings, *, address: str | None, mode: str)
         raise ConfigError(
             f"Refusing to serve the local demo identity on {address or 'every interface'}: anyone who can reach "
             "this address would act as " + settings.local_user + ". Configure sign-in (OIDC or a trusted proxy, "
-            "see the README, Self-hosting), serve on 127.0.0.1, or set MLOPS_APP_ALLOW_REMOTE_LOCAL_IDENTITY=true."
+            "see docs/self-hosting.md), serve on 127.0.0.1, or set MLOPS_APP_ALLOW_REMOTE_LOCAL_IDENTITY=true."
         )
     if settings.replicas > 1 and not settings.cookie_secret:
         raise ConfigError(

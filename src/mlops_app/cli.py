@@ -138,6 +138,9 @@ def streamlit_command(settings: Settings, *, address: str | None = None, port: i
 def streamlit_environment(settings: Settings) -> dict[str, str]:
     """The server's environment: the cookie secret travels here, never on the command line (ps shows that)."""
     environment = dict(os.environ)
+    # uvicorn (under Streamlit) replaces the connection's address with X-Forwarded-For when
+    # the connection comes from loopback; the trusted-proxy check must see the real peer.
+    environment["FORWARDED_ALLOW_IPS"] = ""
     if settings.cookie_secret:
         environment["STREAMLIT_SERVER_COOKIE_SECRET"] = settings.cookie_secret
     return environment
@@ -160,6 +163,121 @@ def serve(
     sys.stdout.flush()
     # Replace this process, so a service manager's signals reach Streamlit directly.
     os.execve(sys.executable, command, streamlit_environment(settings))
+
+
+def _warehouse(settings: Settings):
+    from mlops_app.warehouse import Warehouse
+
+    return Warehouse.from_settings(settings)
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[str, typer.Argument(help="Name of a registered dataset, e.g. apple_harvest.")],
+    file: Annotated[Path, typer.Argument(help="A CSV or Parquet file with the delivery.")],
+    source_name: Annotated[str | None, typer.Option(help="Name to record for the delivery (default: the file name).")] = None,
+) -> None:
+    """Check a delivery against the dataset's declared checks and load it; bad rows go to quarantine.
+
+    Exits 2 when the batch is rejected (nothing loaded; the reason is recorded).
+    """
+    from mlops_app.ingest import ingest_file
+
+    try:
+        settings = _settings()
+        result = ingest_file(
+            _warehouse(settings),
+            dataset,
+            file,
+            identity=local_identity(settings),
+            home=settings.home_path,
+            source_name=source_name,
+            max_file_bytes=settings.max_ingest_mb * 1024 * 1024,
+        )
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(result.message)
+
+
+@app.command()
+def check(dataset: Annotated[str, typer.Argument(help="Name of a registered dataset.")]) -> None:
+    """Run the dataset's declared checks again on all its stored rows and record the results."""
+    from mlops_app.ingest import recheck_dataset
+
+    try:
+        settings = _settings()
+        result = recheck_dataset(_warehouse(settings), dataset, identity=local_identity(settings), home=settings.home_path)
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(result.message)
+
+
+@app.command("register-dataset")
+def register_dataset_command(
+    name: Annotated[str, typer.Argument(help="New dataset name: lowercase letters, digits and _.")],
+    file: Annotated[Path, typer.Argument(help="A first CSV or Parquet file; its columns become the schema (rows are not loaded).")],
+    id_column: Annotated[str | None, typer.Option(help="Column that identifies a row.")] = None,
+    time_column: Annotated[str | None, typer.Option(help="Column with the event time.")] = None,
+    target: Annotated[str | None, typer.Option(help="Column a model learns to predict.")] = None,
+    description: Annotated[str, typer.Option(help="What the dataset holds, in plain words.")] = "",
+    owner: Annotated[str, typer.Option(help="Who answers questions about it (an e-mail).")] = "",
+    freshness_hours: Annotated[float | None, typer.Option(help="New data is expected at least this often.")] = None,
+    suggest_checks: Annotated[bool, typer.Option("--suggest-checks/--no-suggest-checks", help="Write a starting set of checks learnt from the file.")] = True,
+) -> None:
+    """Register a dataset from a first file, and optionally write suggested checks to edit."""
+    from mlops_app.ingest import register_dataset_from_file, suggest_checks_from_file
+    from mlops_app.quality import save_checks
+
+    try:
+        settings = _settings()
+        warehouse = _warehouse(settings)
+        identity = local_identity(settings)
+        dataset = register_dataset_from_file(
+            warehouse, name, file, identity=identity, description=description, owner=owner,
+            id_column=id_column, time_column=time_column, target=target, freshness_hours=freshness_hours,
+        )  # fmt: skip
+        typer.echo(f"Registered dataset {dataset.name} with {len(dataset.columns)} columns.")
+        if suggest_checks:
+            path = save_checks(settings.home_path, suggest_checks_from_file(warehouse, name, file), identity=identity)
+            typer.echo(f"Suggested checks written to {path}; review them, then `mlops-app ingest {name} {file}`.")
+    except MlopsError as error:
+        _fail(error)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help="Registered dataset to learn from.")],
+    experiment: Annotated[str, typer.Option(help="Experiment the runs are logged under.")],
+    target: Annotated[str | None, typer.Option(help="Column to predict (default: the dataset's target).")] = None,
+    trials: Annotated[int, typer.Option(help="Model configurations to try.")] = 20,
+    time_budget: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Selection metric, e.g. roc_auc, f1, recall_bad, mae.")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Train on a time-spread sample of at most this many rows.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the search.")] = 0,
+) -> None:
+    """Search scikit-learn model families with cross-validation; the winner is tested once on a holdout."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlops_app.training import train as run_search
+
+    try:
+        settings = _settings()
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()) as bar:
+            task = bar.add_task("Searching", total=trials + 1)
+            result = run_search(
+                _warehouse(settings), dataset=dataset, target=target, experiment=experiment,
+                identity=local_identity(settings), trials=trials, time_budget_s=time_budget, metric=metric,
+                max_rows=max_rows, seed=seed,
+                progress=lambda done, total, message: bar.update(task, completed=done, total=total, description=message[:60]),
+            )  # fmt: skip
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(
+        f"Winner: {result.family} ({result.metric} {result.validation_score:.3f} on validation), "
+        f"run {result.winner_run_id}; {len(result.trials)} trials, {result.failed_trials} failed, {result.seconds:.0f} s."
+    )
+    typer.echo("Holdout (tested once): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.holdout_metrics.items())))
+    typer.echo("Register it from the Experiments page, or with mlops_app.experiments.register_run_model.")
 
 
 @app.command("settings")

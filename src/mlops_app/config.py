@@ -77,7 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("replicas", 1, "Number of dashboard processes behind a load balancer sharing this home.", int),
     Setting("max_upload_mb", 200, "Largest file, in MB, a page accepts as an upload. Bigger files go through `mlops-app ingest`.", int),
-    Setting("max_ingest_mb", 4096, "Largest data file, in MB, `mlops-app ingest` accepts.", int),
+    Setting("max_ingest_mb", 1024, "Largest data file, in MB, `mlops-app ingest` accepts; split bigger deliveries into several files.", int),
     Setting("local_user", "demo@localhost", "E-mail of the local demo identity used when no sign-in is configured."),
     Setting("local_user_role", "admin", "Role of the local demo identity.", str, ROLES),
     Setting("default_role", "viewer", "Role of a signed-in user who matches no rule below.", str, ROLES),
@@ -89,6 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("demo_seed", 7, "Random seed of the demo generator; the same seed builds the same demo.", int),
     Setting("demo_days", 150, "Number of daily harvest batches the demo generates (the season starts on 1 June).", int),
     Setting("demo_apples_per_day", 1500, "Apples graded per day in the demo (before the seasonal variation).", int),
+    Setting("demo_trials", 24, "Model configurations the demo's AutoML search tries (about 1.5 s each here).", int),
     Setting(
         "trusted_model_types",
         "",

@@ -2,7 +2,14 @@
 
 A dataset named ``apple_harvest`` keeps its rows in the table ``ds_apple_harvest``; every
 row carries the ``_batch_id`` of the delivery it came in, so a batch can always be traced
-(and, for a rejected one, removed) as a whole.
+(and, for a rejected one, removed) as a whole. Rows that passed with a ``warn`` check
+carry the names of those checks in ``_warnings``; rows that failed an ``error`` check are
+kept apart in ``qr_apple_harvest`` (the quarantine), with the same columns plus
+``_failed_checks``. Columns whose name starts with ``_`` are system columns, never features.
+
+Column types are DuckDB types (``DOUBLE``, ``VARCHAR``, ``TIMESTAMP WITH TIME ZONE``...).
+Pandas dtype names (``float64``, ``object``, ``datetime64[us, UTC]``) are accepted too, for
+catalogue entries made from a DataFrame, and mapped by :func:`duckdb_type`.
 """
 
 from __future__ import annotations
@@ -15,12 +22,17 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from mlops_app.errors import InvalidNameError, NotFoundError
+from mlops_app.errors import InvalidNameError, MlopsError, NotFoundError
 from mlops_app.warehouse import Warehouse, quote_identifier
 
 DATASET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 TABLE_PREFIX = "ds_"
+QUARANTINE_PREFIX = "qr_"
 BATCH_COLUMN = "_batch_id"
+WARNINGS_COLUMN = "_warnings"
+FAILED_CHECKS_COLUMN = "_failed_checks"
+QUARANTINED_AT_COLUMN = "_quarantined_at"
+SYSTEM_COLUMNS = (BATCH_COLUMN, WARNINGS_COLUMN, FAILED_CHECKS_COLUMN, QUARANTINED_AT_COLUMN)
 COLUMN_ROLES = ("id", "timestamp", "feature", "target", "label_time", "other")
 
 
@@ -60,6 +72,130 @@ def validate_dataset_name(name: str) -> str:
 def dataset_table(name: str) -> str:
     """The quoted table identifier holding the rows of dataset ``name``."""
     return quote_identifier(TABLE_PREFIX + validate_dataset_name(name))
+
+
+def quarantine_table(name: str) -> str:
+    """The quoted table identifier holding the quarantined rows of dataset ``name``."""
+    return quote_identifier(QUARANTINE_PREFIX + validate_dataset_name(name))
+
+
+# DuckDB types a column may be declared with. Types are written into SQL (CREATE TABLE,
+# CAST), where parameters cannot go, so only these spellings are let through.
+_PLAIN_TYPES = {
+    "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN",
+    "TINYINT": "TINYINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER", "INT": "INTEGER",
+    "BIGINT": "BIGINT", "HUGEINT": "HUGEINT", "UTINYINT": "UTINYINT", "USMALLINT": "USMALLINT",
+    "UINTEGER": "UINTEGER", "UBIGINT": "UBIGINT",
+    "FLOAT": "FLOAT", "REAL": "FLOAT", "DOUBLE": "DOUBLE",
+    "VARCHAR": "VARCHAR", "TEXT": "VARCHAR", "STRING": "VARCHAR",
+    "DATE": "DATE", "TIME": "TIME",
+    "TIMESTAMP": "TIMESTAMP", "DATETIME": "TIMESTAMP", "TIMESTAMP_S": "TIMESTAMP_S",
+    "TIMESTAMP_MS": "TIMESTAMP_MS", "TIMESTAMP_NS": "TIMESTAMP_NS",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE",
+    "UUID": "UUID",
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d{1,2}),\s*(\d{1,2})\)")
+_PANDAS_TYPES = {
+    "int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+    "uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT",
+    "float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE",
+    "bool": "BOOLEAN", "boolean": "BOOLEAN",
+    "object": "VARCHAR", "str": "VARCHAR", "string": "VARCHAR", "category": "VARCHAR",
+    "date": "DATE",
+}
+TYPE_FAMILIES = {
+    "BOOLEAN": "boolean",
+    **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "integer"),
+    **dict.fromkeys(("FLOAT", "DOUBLE"), "number"),
+    "VARCHAR": "text", "UUID": "text",
+    "DATE": "date", "TIME": "time",
+    **dict.fromkeys(("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"), "timestamp"),
+}
+
+
+def duckdb_type(dtype: str) -> str:
+    """The canonical DuckDB type for a declared column type (DuckDB or pandas spelling).
+
+    Raises:
+        MlopsError: the type is not one mlops-app stores; the message lists the accepted ones.
+    """
+    text = " ".join(str(dtype).split())
+    upper = text.upper()
+    if upper in _PLAIN_TYPES:
+        return _PLAIN_TYPES[upper]
+    match = _DECIMAL.fullmatch(upper)
+    if match and 0 < int(match[1]) <= 38 and int(match[2]) <= int(match[1]):
+        return f"DECIMAL({int(match[1])},{int(match[2])})"
+    lower = text.lower()  # pandas' nullable "Int64" / "Float64" map like int64 / float64
+    if lower in _PANDAS_TYPES:
+        return _PANDAS_TYPES[lower]
+    if lower.startswith("datetime64["):
+        # "datetime64[us, UTC]" carries a time zone; "datetime64[ns]" does not.
+        return "TIMESTAMP WITH TIME ZONE" if "," in lower else "TIMESTAMP"
+    raise MlopsError(
+        f"Column type {dtype!r} is not supported. Use one of {', '.join(sorted(set(_PLAIN_TYPES.values())))}, "
+        "DECIMAL(p,s), or a pandas dtype such as float64, int64, object, bool or datetime64[us, UTC]."
+    )
+
+
+def type_family(duck_type: str) -> str:
+    """The family of a DuckDB type (integer, number, text, boolean, date, time, timestamp, other)."""
+    upper = str(duck_type).upper()
+    if upper.startswith("DECIMAL"):
+        return "number"
+    return TYPE_FAMILIES.get(upper, "other")
+
+
+def table_columns(con, table: str) -> dict[str, str]:
+    """Column name -> DuckDB type of an existing table (``table`` unquoted), in table order.
+
+    Returns an empty dict when the table does not exist.
+    """
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = $1 AND table_schema IN ('main', 'temp') ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {name: data_type for name, data_type in rows}
+
+
+def dataset_column_types(con, dataset: Dataset) -> dict[str, str]:
+    """The DuckDB type of every column of the dataset (system columns excluded).
+
+    The stored table is the ground truth when it exists (a table made from a DataFrame may
+    hold DATE where the catalogue says ``object``); otherwise the declared types are mapped.
+    """
+    stored = table_columns(con, TABLE_PREFIX + dataset.name)
+    if stored:
+        declared = [column.name for column in dataset.columns]
+        ordered = [name for name in declared if name in stored] + [name for name in stored if name not in declared]
+        return {name: stored[name] for name in ordered if not name.startswith("_")}
+    return {column.name: duckdb_type(column.dtype) for column in dataset.columns}
+
+
+def ensure_dataset_tables(con, dataset: Dataset) -> dict[str, str]:
+    """Create the dataset's row table and quarantine table when missing, inside ``con``.
+
+    Adds the ``_warnings`` column to a row table made before it existed (e.g. by an older
+    demo). Returns the dataset's column types (see :func:`dataset_column_types`).
+    """
+    types = dataset_column_types(con, dataset)
+    if not types:
+        raise MlopsError(f"Dataset {dataset.name!r} has no columns registered; register its schema first.")
+    table, quarantine = dataset_table(dataset.name), quarantine_table(dataset.name)
+    columns_sql = ", ".join(f"{quote_identifier(name)} {duckdb_type(kind)}" for name, kind in types.items())
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} ({columns_sql}, {quote_identifier(BATCH_COLUMN)} VARCHAR, "
+        f"{quote_identifier(WARNINGS_COLUMN)} VARCHAR[])"
+    )
+    if WARNINGS_COLUMN not in table_columns(con, TABLE_PREFIX + dataset.name):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(WARNINGS_COLUMN)} VARCHAR[]")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {quarantine} ({columns_sql}, {quote_identifier(BATCH_COLUMN)} VARCHAR, "
+        f"{quote_identifier(FAILED_CHECKS_COLUMN)} VARCHAR[], {quote_identifier(WARNINGS_COLUMN)} VARCHAR[], "
+        f"{quote_identifier(QUARANTINED_AT_COLUMN)} TIMESTAMPTZ)"
+    )
+    return types
 
 
 def register_dataset(warehouse: Warehouse, dataset: Dataset, con=None) -> None:
@@ -114,12 +250,16 @@ def refresh_dataset_stats(con, name: str, time_column: str | None) -> None:
 
 
 def list_datasets(warehouse: Warehouse) -> pd.DataFrame:
-    """Every dataset with its size, batches and times, newest data first."""
+    """Every dataset with its size, batches and times, newest data first.
+
+    ``problem_batches`` counts rejected and partly quarantined deliveries; a re-sent
+    duplicate file is recorded as a batch but is not a problem.
+    """
     return warehouse.query(
         """
         SELECT d.name, d.description, d.owner, d.source, d.row_count, d.first_event_at, d.last_event_at,
                d.freshness_hours, count(b.batch_id) AS batches,
-               count(b.batch_id) FILTER (WHERE b.status <> 'accepted') AS problem_batches,
+               count(b.batch_id) FILTER (WHERE b.status IN ('rejected', 'partly_quarantined')) AS problem_batches,
                max(b.received_at) AS last_received_at
         FROM datasets d LEFT JOIN batches b ON b.dataset = d.name
         GROUP BY ALL
@@ -153,5 +293,5 @@ def columns_from_frame(frame: pd.DataFrame, roles: dict[str, str], descriptions:
     return tuple(
         Column(str(name), str(dtype), roles.get(str(name), "feature"), descriptions.get(str(name), ""))
         for name, dtype in frame.dtypes.items()
-        if name != BATCH_COLUMN
+        if str(name) not in SYSTEM_COLUMNS
     )

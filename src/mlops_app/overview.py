@@ -156,23 +156,50 @@ def _age_text(hours: float) -> str:
     return f"{hours / 24:.0f} days"
 
 
+RECENT_DELIVERIES = 7
+
+
+def _recent_problems(warehouse: Warehouse) -> dict[str, list[str]]:
+    """Per dataset, the sources of its last deliveries that were rejected or partly quarantined."""
+    frame = warehouse.query(
+        """
+        SELECT dataset, source_name, status FROM (
+            SELECT dataset, source_name, status,
+                   row_number() OVER (PARTITION BY dataset ORDER BY received_at DESC) AS position
+            FROM batches WHERE status <> 'duplicate')
+        WHERE position <= $1 AND status IN ('rejected', 'partly_quarantined')
+        """,
+        [RECENT_DELIVERIES],
+    )
+    problems: dict[str, list[str]] = {}
+    for dataset, source, status in frame.itertuples(index=False):
+        problems.setdefault(dataset, []).append(f"{source} ({status.replace('_', ' ')})")
+    return problems
+
+
 def dataset_summaries(warehouse: Warehouse, *, now: datetime | None = None) -> list[DatasetSummary]:
     """Every dataset with its size and a freshness / delivery verdict.
 
-    Act when a batch was rejected or quarantined rows exist; Watch when the newest data is
-    older than the dataset's freshness expectation; Healthy otherwise.
+    Act when one of the last deliveries was rejected or partly quarantined (older problems
+    stay visible on the Data quality page, not here); Watch when the newest data is older
+    than the dataset's freshness expectation; Healthy otherwise.
     """
     now = now or datetime.now(UTC)
+    recent_problems = _recent_problems(warehouse)
     summaries = []
     for row in list_datasets(warehouse).itertuples(index=False):
         rows = int(row.row_count or 0)
         last = row.last_event_at if not pd.isna(row.last_event_at) else None
+        problems = recent_problems.get(row.name, [])
         problem = int(row.problem_batches or 0)
         if rows == 0:
             status, verdict = Status.UNKNOWN, "No rows delivered yet."
-        elif problem:
+        elif problems:
             status = Status.ACT
-            verdict = f"{problem} of {row.batches} deliveries had problems (rejected or partly quarantined)."
+            verdict = (
+                f"{len(problems)} of the last {RECENT_DELIVERIES} deliveries had problems: {', '.join(problems)}. "
+                "Open the data quality page for the failing rows."
+            )
         elif last is not None and not pd.isna(row.freshness_hours) and row.freshness_hours:
             age_hours = (now - last.to_pydatetime()).total_seconds() / 3600
             if age_hours > row.freshness_hours:

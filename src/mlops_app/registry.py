@@ -214,7 +214,7 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: readers see the old bytes or the new, never a mix."""
     temp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
     try:
@@ -446,7 +446,7 @@ class Registry:
             return self._read_json(path)
         created = _iso(at or _now())
         data = {"name": name, "description": description, "owner": owner, "created_at": created, "aliases": {}}
-        _write_atomic(path, _to_json_bytes(data, "the model description"))
+        write_atomic(path, _to_json_bytes(data, "the model description"))
         self._append_event_locked(name, EVENT_MODEL_CREATED, actor=actor, details={"owner": owner}, time=created)
         return data
 
@@ -747,7 +747,7 @@ class Registry:
             previous = aliases.get(alias)
             aliases[alias] = number
             data["aliases"] = dict(sorted(aliases.items()))
-            _write_atomic(self.path_for(model, MODEL_FILE), _to_json_bytes(data, "the model description"))
+            write_atomic(self.path_for(model, MODEL_FILE), _to_json_bytes(data, "the model description"))
             self._append_event_locked(
                 model, EVENT_ALIAS_SET, actor=actor, version=number, alias=alias, reason=reason,
                 details={"previous": previous}, time=at,
@@ -766,7 +766,7 @@ class Registry:
                 raise NotFoundError(f"Model {model!r} has no alias {alias!r}. Aliases: {known}.")
             previous = aliases.pop(alias)
             data["aliases"] = aliases
-            _write_atomic(self.path_for(model, MODEL_FILE), _to_json_bytes(data, "the model description"))
+            write_atomic(self.path_for(model, MODEL_FILE), _to_json_bytes(data, "the model description"))
             self._append_event_locked(
                 model, EVENT_ALIAS_REMOVED, actor=actor, version=None, alias=alias, reason=reason,
                 details={"previous": previous},

@@ -52,18 +52,21 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path, seconds: float
 
 
 @contextmanager
-def serve_dashboard(environ: Mapping[str, str], log: Path, *, timeout: float = 90) -> Iterator[str]:
+def serve_dashboard(
+    environ: Mapping[str, str], log: Path, *, timeout: float = 90, cwd: Path | None = None
+) -> Iterator[str]:
     """Run ``mlops-app serve`` on a free loopback port with ``environ``; yield its base url.
 
     Only the MLOPS_APP_* variables of ``environ`` reach the server, on top of this process's
-    environment without its own MLOPS_APP_* variables.
+    environment without its own MLOPS_APP_* variables. ``cwd`` is the server's working
+    folder: Streamlit reads ``$CWD/.streamlit/secrets.toml`` (st.login's ``[auth]``) from it.
     """
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLOPS_APP_")}
     env.update({key: value for key, value in environ.items() if key.startswith("MLOPS_APP_")})
     command = [str(Path(sys.executable).parent / "mlops-app"), "serve", "--port", str(port)]
     with log.open("w") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, log, timeout)

@@ -220,6 +220,79 @@ CREATE TABLE alerts (
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "core tables", _MIGRATION_1_CORE_TABLES),
+    # Data quality (issue 3): the plain-language sentence and the check's description travel
+    # with each result, so the page needs no checks file to explain an old result; a batch
+    # records how many rows passed with a warning and who sent it.
+    (
+        2,
+        "data quality: result messages, warned rows, ingested by",
+        """
+        ALTER TABLE quality_results ADD COLUMN message VARCHAR;
+        ALTER TABLE quality_results ADD COLUMN description VARCHAR;
+        ALTER TABLE batches ADD COLUMN warned_rows BIGINT;
+        ALTER TABLE batches ADD COLUMN ingested_by VARCHAR;
+        """,
+    ),
+    # Feature store (issue 4): the catalogue of entities and feature definitions. Values
+    # live in one table per group of features computed over the same rows, created by
+    # features.materialize() like the ds_ tables (fv_<entity>_<hash>: entity_key,
+    # value_time, one column per feature), so they are not part of the schema.
+    (
+        3,
+        "feature store: entities and feature definitions",
+        """
+        CREATE TABLE feature_entities (
+            name VARCHAR PRIMARY KEY,
+            key_column VARCHAR NOT NULL,
+            description VARCHAR,
+            source_file VARCHAR,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            applied_by VARCHAR
+        );
+        CREATE TABLE feature_definitions (
+            name VARCHAR PRIMARY KEY,
+            entity VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            value_type VARCHAR NOT NULL,
+            aggregation VARCHAR,
+            window_text VARCHAR,
+            window_seconds BIGINT,
+            expression VARCHAR NOT NULL,
+            entity_column VARCHAR NOT NULL,
+            available_at_column VARCHAR NOT NULL,
+            columns_used VARCHAR[],
+            description VARCHAR,
+            owner VARCHAR,
+            tags VARCHAR[],
+            freshness_hours DOUBLE,
+            definition JSON NOT NULL,
+            source_file VARCHAR,
+            value_table VARCHAR NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            applied_by VARCHAR,
+            materialized_at TIMESTAMPTZ,
+            last_value_at TIMESTAMPTZ,
+            value_rows BIGINT
+        );
+        """,
+    ),
+    # Experiments (issue 5): structured results of a run (holdout and per-slice metrics,
+    # confusion matrix, calibration, feature importance) stored as JSON, so the page shows
+    # them without recomputing; one payload per run and kind.
+    (
+        4,
+        "experiments: run results",
+        """
+        CREATE TABLE run_results (
+            run_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            payload JSON,
+            logged_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, kind)
+        );
+        """,
+    ),
 ]
 
 _SCHEMA_MIGRATIONS_TABLE = """

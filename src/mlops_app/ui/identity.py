@@ -27,7 +27,16 @@ def request_headers() -> Mapping[str, str]:
 
 def client_address() -> str | None:
     """The address the websocket request came from (the proxy's, behind one); None when unknown."""
-    address = st.context.ip_address
+    # Not st.context.ip_address: it answers None for 127.0.0.1 and ::1, so a proxy on this
+    # host could never be trusted. The session's client context holds the TCP peer.
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return None
+    client = runtime.get_instance().get_client(ctx.session_id)
+    address = getattr(getattr(client, "client_context", None), "remote_ip", None)
     # AppTest has no client connection and answers with a stand-in object, not a string.
     return address if isinstance(address, str) else None
 
@@ -74,7 +83,7 @@ def current_identity(settings: Settings) -> Identity:
     if address is not None and not is_loopback(address) and not settings.allow_remote_local_identity:
         _refuse(
             "This dashboard has no sign-in configured, so it only answers on this machine. "
-            "Ask the operator to set up sign-in (README, Self-hosting)."
+            "Ask the operator to set up sign-in (docs/self-hosting.md)."
         )
     return local_identity(settings)
 
