@@ -35,6 +35,7 @@ ACTIONS: dict[str, str] = {
     "ingest_data": "reviewer",
     "register_dataset": "reviewer",
     "train_model": "reviewer",
+    "apply_features": "reviewer",
     "approve_promotion": "approver",
     "reject_promotion": "approver",
     "rollback": "approver",
@@ -47,7 +48,7 @@ ACTIONS: dict[str, str] = {
 
 ROLE_DESCRIPTIONS = {
     "viewer": "reads every page",
-    "reviewer": "also registers models, requests promotions, acknowledges alerts",
+    "reviewer": "also loads data, defines features, trains and registers models, requests promotions, acknowledges alerts",
     "approver": "also approves or rejects promotions and rolls back",
     "admin": "also overrides failed gates and edits data checks",
 }

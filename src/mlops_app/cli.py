@@ -280,6 +280,52 @@ def train(
     typer.echo("Register it from the Experiments page, or with mlops_app.experiments.register_run_model.")
 
 
+features_app = typer.Typer(help="The feature store: definitions as YAML under <home>/features, values in the warehouse.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("apply")
+def features_apply(
+    prune: Annotated[bool, typer.Option("--prune", help="Also remove registered features no file defines any more.")] = False,
+    check_only: Annotated[bool, typer.Option("--check", help="Only validate the definitions; register nothing.")] = False,
+) -> None:
+    """Validate the definitions in <home>/features/*.yaml and register them, all or nothing."""
+    from mlops_app.features import apply_features, check_definitions, features_folder, load_definitions
+
+    try:
+        settings = _settings()
+        warehouse = _warehouse(settings)
+        feature_set = load_definitions(features_folder(settings))
+        if check_only:
+            check_definitions(warehouse, feature_set)
+            typer.echo(f"All {len(feature_set.features)} definitions are valid; nothing was registered.")
+            return
+        result = apply_features(warehouse, feature_set, local_identity(settings), prune=prune)
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(
+        f"Added {len(result.added)}, changed {len(result.changed)}, unchanged {len(result.unchanged)}, "
+        f"removed {len(result.removed)} features."
+    )
+    if result.needs_materialize:
+        typer.echo("Compute their values with `mlops-app features materialize`.")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    names: Annotated[list[str] | None, typer.Argument(help="Features to compute (default: all).")] = None,
+) -> None:
+    """Compute feature values in the warehouse, ready for point-in-time training sets."""
+    from mlops_app.features import materialize
+
+    try:
+        settings = _settings()
+        result = materialize(_warehouse(settings), local_identity(settings), names or None)
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(f"Materialised {len(result.features)} features into {len(result.tables)} tables in {result.seconds:.1f} s.")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Show every setting, its value and where the value came from."""

@@ -40,6 +40,7 @@ from mlops_app.datasets import (
     refresh_dataset_stats,
     register_dataset,
 )
+from mlops_app.demo_features import install_demo_features
 from mlops_app.demo_quality import ingest_recent_days, split_recent
 from mlops_app.errors import MlopsError
 from mlops_app.evaluation import classification_metrics, regression_metrics
@@ -59,7 +60,7 @@ GENERATED_FOLDERS = ("runs", "checks", "features", "demo")
 # The last weeks of the season arrive as daily files through the quality checks.
 DELIVERED_DAYS = 21
 # Bump when the generated content changes, so an old demo home is rebuilt, not half-reused.
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 
 BLOCK_VARIETY = {
     "block-a": "gala",
@@ -477,6 +478,8 @@ def build_demo(
         warehouse, home, recent, identity, seed=settings.demo_seed, apples_per_day=settings.demo_apples_per_day,
         progress=progress,
     )  # fmt: skip
+    progress("Defining and materialising the orchard features")
+    install_demo_features(settings, warehouse, identity)
     progress("Training and registering the demo models")
     registry = Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds)
     models = _train_models(frame, registry, identity.email, _fingerprint(frame))
