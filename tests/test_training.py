@@ -255,3 +255,35 @@ def test_a_two_valued_text_target_catches_the_rarer_class_and_more_classes_are_r
     load_dataset(warehouse, "three_grades", graded.drop(columns=["is_bad"]))
     with pytest.raises(MlopsError, match="Target 'grade' of 'three_grades' has 3 classes .* handles two-class targets and numbers"):
         train(warehouse, dataset="three_grades", target="grade", experiment="grader", identity=ANA)
+
+
+def test_features_from_the_feature_store_are_joined_point_in_time(tmp_path):
+    """Names that are not dataset columns come from the feature store, as of each row's time."""
+    from mlops_app.auth import local_identity
+    from mlops_app.config import load_settings
+    from mlops_app.demo import build_demo
+    from mlops_app.experiments import run_results
+    from mlops_app.features import training_set
+    from mlops_app.training import train as search
+    from mlops_app.warehouse import Warehouse
+
+    settings = load_settings(
+        {"MLOPS_APP_HOME": str(tmp_path / "h"), "MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "60", "MLOPS_APP_DEMO_TRIALS": "3"}
+    )
+    build_demo(settings, local_identity(settings))
+    warehouse = Warehouse.from_settings(settings)
+    result = search(
+        warehouse, dataset="apple_harvest", target="is_bad", experiment="store", identity=local_identity(settings),
+        trials=2, features=["blemish_area_mm2", "firmness_n", "block_bad_share_14d"], metric="f1",
+    )  # fmt: skip
+    inputs = run_results(warehouse, result.winner_run_id)["model_inputs"]
+    assert inputs["features"] == ["blemish_area_mm2", "firmness_n", "block_bad_share_14d"]
+    # The values the trainer used are the store's point-in-time values, not anything newer.
+    rows = warehouse.query("SELECT apple_id, graded_at, orchard_block FROM ds_apple_harvest ORDER BY graded_at LIMIT 50")
+    values = training_set(warehouse, rows, ["block_bad_share_14d"], time_column="graded_at")
+    assert values["block_bad_share_14d"].iloc[:5].fillna(0).eq(0).all(), "no label has arrived on the first morning"
+    with pytest.raises(MlopsError, match="No feature named 'no_such_feature'"):
+        search(
+            warehouse, dataset="apple_harvest", target="is_bad", experiment="store", identity=local_identity(settings),
+            trials=1, features=["no_such_feature"],
+        )  # fmt: skip

@@ -60,7 +60,7 @@ GENERATED_FOLDERS = ("runs", "checks", "features", "demo")
 # The last weeks of the season arrive as daily files through the quality checks.
 DELIVERED_DAYS = 21
 # Bump when the generated content changes, so an old demo home is rebuilt, not half-reused.
-DEMO_VERSION = 4
+DEMO_VERSION = 5
 
 BLOCK_VARIETY = {
     "block-a": "gala",
@@ -78,6 +78,8 @@ VARIETY_BRIX = {"gala": 0.8, "fuji": 1.6, "honeycrisp": 0.6, "granny_smith": -0.
 
 GRADER_FEATURES = ["weight_g", "diameter_mm", "colour_score", "blemish_area_mm2", "firmness_n", "sugar_brix", "variety", "orchard_block"]
 SUGAR_FEATURES = ["weight_g", "diameter_mm", "colour_score", "firmness_n", "variety"]
+# The search also tries two block-level features from the feature store (point in time).
+SEARCH_FEATURES = [*GRADER_FEATURES, "block_blemish_area_mean_7d", "block_bad_share_14d"]
 COLUMN_DESCRIPTIONS = {
     "apple_id": "Identifier printed on the tray label",
     "graded_at": "When the apple passed the grading line (UTC)",
@@ -326,7 +328,7 @@ def _run_searches(warehouse: Warehouse, registry: Registry, identity: Identity, 
     progress(f"Searching {settings.demo_trials} model configurations for the apple grader")
     grader = train(
         warehouse, dataset=DATASET, target="is_bad", experiment="apple-grader-search", identity=identity,
-        trials=settings.demo_trials, max_rows=10_000, metric="f1", seed=settings.demo_seed,
+        trials=settings.demo_trials, max_rows=10_000, metric="f1", seed=settings.demo_seed, features=SEARCH_FEATURES,
     )  # fmt: skip
     version = register_run_model(
         warehouse, registry, grader.winner_run_id, "apple-grader", identity,

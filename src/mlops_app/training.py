@@ -59,7 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops_app.auth import Identity, require
 from mlops_app.datasets import TABLE_PREFIX, dataset_table, get_dataset, table_columns, type_family
-from mlops_app.errors import MlopsError
+from mlops_app.errors import MlopsError, NotFoundError
 from mlops_app.evaluation import classification_metrics, regression_metrics
 from mlops_app.metric_catalog import METRICS
 from mlops_app.tracking import FAILED, Run, start_run, validate_experiment_name
@@ -317,8 +317,11 @@ def _load_data(
         }
         if target in (time_column, dataset.id_column):
             raise MlopsError(f"Column {target!r} is the dataset's {'time' if target == time_column else 'id'} column; it cannot be the target.")
+        store_features: list[str] = []
         if features is not None:
-            unknown = [name for name in features if name not in types or name in excluded]
+            # Names that are not columns of the dataset come from the feature store, point in time.
+            store_features = [name for name in features if name not in types and name not in excluded]
+            unknown = [name for name in features if name in excluded]
             if unknown:
                 raise MlopsError(f"Cannot use {', '.join(map(repr, unknown))} as features of {dataset_name!r}: not a feature column.")
             candidates = list(features)
@@ -329,7 +332,7 @@ def _load_data(
             if unknown:
                 raise MlopsError(f"Cannot slice {dataset_name!r} by {', '.join(map(repr, unknown))}: no such column.")
         text_columns = [name for name in types if type_family(types[name]) == "text" and name not in (target, dataset.id_column)]
-        wanted = list(dict.fromkeys([time_column, target, *candidates, *text_columns, *(slices or ())]))
+        wanted = list(dict.fromkeys([time_column, target, *(c for c in candidates if c in types), *text_columns, *(slices or ())]))
         table, target_sql = dataset_table(dataset_name), quote_identifier(target)
         select = ", ".join(quote_identifier(name) for name in wanted)
         labelled = connection.execute(f"SELECT count(*) FROM {table} WHERE {target_sql} IS NOT NULL").fetchone()[0]
@@ -341,6 +344,9 @@ def _load_data(
             f"ORDER BY {quote_identifier(time_column)}, rowid"  # rowid: equal times keep one order
         ).df()
 
+    if store_features:
+        frame = _with_store_features(warehouse, frame, store_features, time_column, dataset_name)
+        types.update({name: "DOUBLE" if pd.api.types.is_numeric_dtype(frame[name]) else "VARCHAR" for name in store_features})
     task, positive, negative = _task_of(frame[target], types[target], dataset_name, target, labelled)
     if len(frame) < MIN_ROWS:
         raise MlopsError(
@@ -387,6 +393,16 @@ def _load_data(
         column_types={name: types[name] for name in features_used},
     )
     return data, target
+
+
+def _with_store_features(warehouse: Warehouse, frame: pd.DataFrame, names: list[str], time_column: str, dataset: str) -> pd.DataFrame:
+    """Add feature-store features as of each row's time (the rows' entity keys are among their text columns)."""
+    from mlops_app.features import training_set
+
+    try:
+        return training_set(warehouse, frame, names, time_column=time_column)
+    except NotFoundError as error:
+        raise MlopsError(f"Cannot use {', '.join(map(repr, names))} as features of {dataset!r}: {error}") from None
 
 
 def _task_of(values: pd.Series, duck_type: str, dataset: str, target: str, labelled: int) -> tuple[str, Any, Any]:
