@@ -106,3 +106,28 @@ def test_every_command_is_in_the_readme():
     names = [command.name or command.callback.__name__ for command in app.registered_commands]
     missing = [name for name in names if f"`mlops-app {name}" not in readme]
     assert not missing, f"commands missing from the README's command line section: {missing}"
+
+
+def test_promotion_from_the_command_line(tmp_path, monkeypatch):
+    """promote -> requests -> approve refused on a failed gate -> approve with an admin override -> rollback."""
+    monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
+    monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "60")
+    monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
+    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    listing = runner.invoke(app, ["requests", "apple-grader"]).output
+    request_id = listing.split(":")[0]
+    assert request_id.startswith("req-") and "make version 3 champion" in listing
+    refused = runner.invoke(app, ["approve", "apple-grader", request_id])
+    if "Blocked" in listing:
+        assert refused.exit_code == 2 and "blocked" in refused.output
+        approved = runner.invoke(app, ["approve", "apple-grader", request_id, "--override-reason", "Holdout periods differ"])
+    else:
+        approved = refused
+    assert approved.exit_code == 0 and "Approved by demo@localhost" in approved.output
+    assert "champion=v3" in runner.invoke(app, ["models"]).output
+    rollback = runner.invoke(app, ["rollback", "apple-grader", "--reason", "Too many good apples discarded"])
+    assert rollback.exit_code == 0 and "version 2" in rollback.output
+    bad = runner.invoke(app, ["promote", "apple-grader", "99", "--reason", "x"])
+    assert bad.exit_code == 2 and "99" in bad.output
+    assert "Delivered 0" in runner.invoke(app, ["deliver-webhooks"]).output

@@ -31,6 +31,7 @@ ACTIONS: dict[str, str] = {
     "acknowledge_alert": "reviewer",
     "comment": "reviewer",
     "request_promotion": "reviewer",
+    "share_review": "reviewer",
     "register_model": "reviewer",
     "ingest_data": "reviewer",
     "register_dataset": "reviewer",

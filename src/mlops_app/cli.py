@@ -11,7 +11,7 @@ import typer
 
 from mlops_app import __version__
 from mlops_app.auth import check_serving_allowed, choose_mode, local_identity, oidc_configured_in
-from mlops_app.config import SETTINGS, Settings, load_settings
+from mlops_app.config import SETTINGS, Settings, load_settings, parse_list
 from mlops_app.errors import MlopsError
 
 APP_ENTRY = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -280,6 +280,122 @@ def train(
     typer.echo("Register it from the Experiments page, or with mlops_app.experiments.register_run_model.")
 
 
+def _registry(settings: Settings):
+    from mlops_app.registry import Registry
+
+    return Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds, extra_trusted_types=parse_list(settings.trusted_model_types))
+
+
+def _print_request(request) -> None:
+    typer.echo(f"{request.id}: {request.summary}")
+    for gate in request.gates:
+        typer.echo(f"  {'passed' if gate.passed else 'FAILED'}  {gate.detail}")
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to promote.")],
+    reason: Annotated[str, typer.Option(help="Why this version should serve (shown to the approver).")],
+    alias: Annotated[str, typer.Option(help="Alias to move: champion or challenger.")] = "champion",
+) -> None:
+    """Ask for a version to become champion (or challenger); the gates run at once and an approver decides."""
+    from mlops_app.promotion import request_promotion
+
+    try:
+        settings = _settings()
+        request = request_promotion(
+            settings, _registry(settings), _warehouse(settings), model, version, alias, local_identity(settings), reason=reason
+        )
+    except MlopsError as error:
+        _fail(error)
+    _print_request(request)
+
+
+@app.command()
+def approve(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    request_id: Annotated[str, typer.Argument(help="Request id, as `mlops-app requests` lists it.")],
+    comment: Annotated[str, typer.Option(help="Note for the record.")] = "",
+    override_reason: Annotated[str | None, typer.Option(help="Admins only: approve despite failed gates, and say why.")] = None,
+) -> None:
+    """Approve a promotion request: the alias moves at once and the webhook is told."""
+    from mlops_app.promotion import approve as approve_request
+
+    try:
+        settings = _settings()
+        request = approve_request(
+            settings, _registry(settings), model, request_id, local_identity(settings), comment=comment, override_reason=override_reason
+        )
+    except MlopsError as error:
+        _fail(error)
+    _print_request(request)
+
+
+@app.command()
+def reject(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    request_id: Annotated[str, typer.Argument(help="Request id.")],
+    comment: Annotated[str, typer.Option(help="What the requester should change.")],
+) -> None:
+    """Reject a promotion request with a comment; nothing moves."""
+    from mlops_app.promotion import reject as reject_request
+
+    try:
+        settings = _settings()
+        request = reject_request(settings, _registry(settings), model, request_id, local_identity(settings), comment=comment)
+    except MlopsError as error:
+        _fail(error)
+    _print_request(request)
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option(help="Why the previous champion should serve again.")],
+) -> None:
+    """Ask to put the previous champion back; an approver approves it like any request."""
+    from mlops_app.promotion import request_rollback
+
+    try:
+        settings = _settings()
+        request = request_rollback(settings, _registry(settings), _warehouse(settings), model, local_identity(settings), reason=reason)
+    except MlopsError as error:
+        _fail(error)
+    _print_request(request)
+
+
+@app.command()
+def requests(model: Annotated[str | None, typer.Argument(help="Model name (default: every model).")] = None) -> None:
+    """List pending promotion requests."""
+    from mlops_app.promotion import list_requests, pending_requests
+
+    try:
+        settings = _settings()
+        registry = _registry(settings)
+        found = list_requests(registry, model, status="pending") if model else pending_requests(registry)
+    except MlopsError as error:
+        _fail(error)
+    if not found:
+        typer.echo("No pending requests.")
+    for request in found:
+        _print_request(request)
+
+
+@app.command("deliver-webhooks")
+def deliver_webhooks() -> None:
+    """Retry webhook messages waiting in the outbox (the monitoring job does this too)."""
+    from mlops_app.webhooks import deliver_pending
+
+    try:
+        report = deliver_pending(_settings())
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(f"Delivered {report.delivered}, failed {report.failed}, not yet due {report.not_due}.")
+    for line in report.errors:
+        typer.echo(f"  {line}")
+
+
 features_app = typer.Typer(help="The feature store: definitions as YAML under <home>/features, values in the warehouse.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -340,12 +456,9 @@ def show_settings() -> None:
 @app.command()
 def models() -> None:
     """List registered models with their aliases and latest version."""
-    from mlops_app.registry import Registry
-
     try:
         settings = _settings()
-        registry = Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds)
-        infos = registry.list_models()
+        infos = _registry(settings).list_models()
     except MlopsError as error:
         _fail(error)
     if not infos:

@@ -45,6 +45,7 @@ from mlops_app.demo_quality import ingest_recent_days, split_recent
 from mlops_app.errors import MlopsError
 from mlops_app.evaluation import classification_metrics, regression_metrics
 from mlops_app.experiments import register_run_model
+from mlops_app.promotion import install_demo_promotions
 from mlops_app.training import train
 from mlops_app.registry import Registry
 from mlops_app.warehouse import Warehouse
@@ -56,11 +57,11 @@ CHANGE_DAY = date(2026, 8, 20)  # new block and new grading machine
 DATASET = "apple_harvest"
 MANIFEST_NAME = "demo-manifest.json"
 # Folders under the home that the demo (through the library) fills, removed by --reset.
-GENERATED_FOLDERS = ("runs", "checks", "features", "demo")
+GENERATED_FOLDERS = ("runs", "checks", "features", "demo", "outbox", "monitoring")
 # The last weeks of the season arrive as daily files through the quality checks.
 DELIVERED_DAYS = 21
 # Bump when the generated content changes, so an old demo home is rebuilt, not half-reused.
-DEMO_VERSION = 5
+DEMO_VERSION = 6
 
 BLOCK_VARIETY = {
     "block-a": "gala",
@@ -486,6 +487,8 @@ def build_demo(
     registry = Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds)
     models = _train_models(frame, registry, identity.email, _fingerprint(frame))
     _run_searches(warehouse, registry, identity, settings, progress)
+    progress("Recording the release history and the challenger's pending review")
+    install_demo_promotions(settings, registry, warehouse)
     seconds = (datetime.now(UTC) - started).total_seconds()
     manifest = {
         "status": "complete",

@@ -223,13 +223,23 @@ _EVENT_WORDS = {
     "alias_set": "made version {version} {alias}",
     "alias_removed": "removed the {alias} alias",
     "model_created": "created the model",
+    "requested": "asked to make version {version} {alias}",
+    "approved": "approved version {version} as {alias}",
+    "rejected": "rejected version {version} as {alias}",
+    "withdrawn": "withdrew the request for version {version}",
+    "gate_overridden": "overrode failed gates for version {version}",
+    "refused": "was refused an action",
 }
+# Bookkeeping events that would only add noise to the activity feed.
+_QUIET_EVENTS = {"gates_evaluated", "gates_configured", "share_link_created"}
 
 
 def recent_activity(registry: Registry, warehouse: Warehouse, *, limit: int = 12) -> list[Activity]:
     """Registry events and data deliveries merged, newest first."""
     items: list[Activity] = []
     for event in registry.events(limit=None):
+        if event.get("event") in _QUIET_EVENTS:
+            continue
         template = _EVENT_WORDS.get(event.get("event", ""), event.get("event", "").replace("_", " "))
         what = template.format(version=event.get("version"), alias=event.get("alias"))
         if event.get("reason"):
