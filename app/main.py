@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mlops_app.auth import Identity
 from mlops_app.errors import MlopsError, WarehouseBusyError
 from mlops_app.ui import identity, navigation, state
 
-st.set_page_config(page_title="mlops-app", page_icon=":material/monitoring:", layout="wide")
+st.set_page_config(page_title="mlops-app", layout="wide")
 
 settings = state.settings()
-user = identity.current_identity(settings)
+# A share link (?share=TOKEN) opens one model review, read-only, to a visitor without an
+# account: the page verifies the token and draws no action, and no other page is reachable.
+shared_review = "share" in st.query_params
+if shared_review:
+    user = Identity(email="anonymous (share link)", name="Visitor with a share link", role="viewer", source="share")
+    st.sidebar.caption("Read-only view opened with a share link.")
+else:
+    user = identity.current_identity(settings)
+    identity.sidebar_identity(user)
 st.session_state["identity"] = user
-identity.sidebar_identity(user)
 
 if not settings.warehouse_path.exists():
     st.title("mlops-app")
@@ -23,7 +31,8 @@ if not settings.warehouse_path.exists():
     )
     st.stop()
 
-page = st.navigation(list(navigation.build_navigation().values()))
+pages = navigation.build_navigation()
+page = st.navigation([pages["model_review"]], position="hidden") if shared_review else st.navigation(list(pages.values()))
 try:
     page.run()
 except WarehouseBusyError as error:

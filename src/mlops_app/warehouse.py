@@ -293,6 +293,89 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    # Live monitoring (issue 7). A window is complete when its monitor_windows row exists;
+    # the primary key makes that happen exactly once, and the window's drift, performance
+    # and KPI rows are written in the same transaction, so a killed run leaves no half
+    # window. KPI rows carry their label and targets so an old result explains itself.
+    # Labels whose id matches no logged prediction are kept aside in labels_unmatched.
+    # Alerts gain what de-duplication, the webhook outbox and retraining need.
+    (
+        5,
+        "monitoring: windows, KPIs, unmatched labels, alert follow-up",
+        """
+        CREATE TABLE monitor_windows (
+            model VARCHAR NOT NULL,
+            window_start TIMESTAMPTZ NOT NULL,
+            window_end TIMESTAMPTZ NOT NULL,
+            version INTEGER,
+            status VARCHAR NOT NULL,
+            summary VARCHAR,
+            rows BIGINT NOT NULL,
+            sampled_rows BIGINT,
+            reference_rows BIGINT,
+            labelled_rows BIGINT,
+            drift_share DOUBLE,
+            drifted_features INTEGER,
+            checked_features INTEGER,
+            prediction_drift_score DOUBLE,
+            prediction_drifted BOOLEAN,
+            mean_score DOUBLE,
+            positive_rate DOUBLE,
+            report_path VARCHAR,
+            computed_at TIMESTAMPTZ NOT NULL,
+            performance_computed_at TIMESTAMPTZ,
+            seconds DOUBLE,
+            PRIMARY KEY (model, window_start)
+        );
+        CREATE TABLE model_kpis (
+            model VARCHAR NOT NULL,
+            window_start TIMESTAMPTZ NOT NULL,
+            window_end TIMESTAMPTZ NOT NULL,
+            kpi VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            label VARCHAR,
+            period_start TIMESTAMPTZ,
+            value DOUBLE,
+            target_min DOUBLE,
+            target_max DOUBLE,
+            met BOOLEAN,
+            labelled_rows BIGINT,
+            computed_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (model, window_start, kpi)
+        );
+        CREATE TABLE labels_unmatched (
+            model VARCHAR NOT NULL,
+            entity_id VARCHAR,
+            label VARCHAR,
+            labelled_at TIMESTAMPTZ,
+            received_at TIMESTAMPTZ,
+            recorded_at TIMESTAMPTZ NOT NULL,
+            batch_id VARCHAR,
+            source_name VARCHAR
+        );
+        ALTER TABLE labels ADD COLUMN recorded_at TIMESTAMPTZ;
+        ALTER TABLE labels ADD COLUMN batch_id VARCHAR;
+        ALTER TABLE drift_results ADD COLUMN role VARCHAR;
+        ALTER TABLE drift_results ADD COLUMN column_type VARCHAR;
+        ALTER TABLE drift_results ADD COLUMN reference_rows BIGINT;
+        ALTER TABLE drift_results ADD COLUMN current_rows BIGINT;
+        ALTER TABLE drift_results ADD COLUMN distribution JSON;
+        ALTER TABLE alerts ADD COLUMN window_start TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN window_end TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN last_seen_at TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN occurrences INTEGER;
+        ALTER TABLE alerts ADD COLUMN clear_windows INTEGER;
+        ALTER TABLE alerts ADD COLUMN link VARCHAR;
+        ALTER TABLE alerts ADD COLUMN resolved_at TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN notified_at TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN webhook_message_id VARCHAR;
+        ALTER TABLE alerts ADD COLUMN retrain_status VARCHAR;
+        ALTER TABLE alerts ADD COLUMN retrain_detail VARCHAR;
+        ALTER TABLE alerts ADD COLUMN retrain_updated_at TIMESTAMPTZ;
+        ALTER TABLE alerts ADD COLUMN challenger_version INTEGER;
+        ALTER TABLE alerts ADD COLUMN promotion_request_id VARCHAR;
+        """,
+    ),
 ]
 
 _SCHEMA_MIGRATIONS_TABLE = """

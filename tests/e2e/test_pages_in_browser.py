@@ -20,15 +20,17 @@ def test_health_endpoint(served_demo):
 @pytest.mark.parametrize("spec", PAGES, ids=lambda spec: spec.key or "overview")
 def test_page_renders_without_exception(served_demo, page, spec):
     page.goto(f"{served_demo}/{spec.key}", wait_until="commit")
+    # The page's own title first (the shell says "notRunning" before its first run), then done.
+    page.wait_for_selector(f'h1:has-text("{spec.title}")', timeout=60_000)
     page.wait_for_selector(RENDERED, timeout=60_000)
-    # The navigation and the page's own title are both on screen.
-    page.wait_for_selector(f'h1:has-text("{spec.title}")', timeout=30_000)
     exceptions = page.locator(EXCEPTION)
     assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
 def test_overview_content_a_person_sees(served_demo, page):
     page.goto(served_demo + "/", wait_until="commit")
+    # The shell reports "notRunning" before the first run starts: wait for the page's title first.
+    page.wait_for_selector('h1:has-text("Overview")', timeout=60_000)
     page.wait_for_selector(RENDERED, timeout=60_000)
     body = page.locator('[data-testid="stMain"]').inner_text()
     assert "apple-grader" in body and "Bad apples caught" in body

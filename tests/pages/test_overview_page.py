@@ -25,7 +25,10 @@ def test_overview_shows_the_demo_portfolio(use_demo_home):
     assert labels["Rows"].replace(",", "").isdigit()
     text = " ".join(block.value for block in at.markdown)
     assert "2 of 2 models in service" in text
-    assert "apple-grader" in text and "apple_harvest" in text
+    # Model and dataset names are links to their pages.
+    links = {(link.proto.label, link.proto.page) for link in at.get("page_link")}
+    assert any(label == "apple-grader" and page == "models" for label, page in links), links
+    assert any(label == "apple_harvest" and page == "data_quality" for label, page in links), links
     activity = at.dataframe[0].value
     assert len(activity) > 0 and set(activity.columns) == {"When", "What", "Who"}
     sidebar = " ".join(caption.value for caption in at.sidebar.caption)

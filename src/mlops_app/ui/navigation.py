@@ -21,6 +21,11 @@ class PageSpec:
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("", "overview.py", "Overview", ":material/dashboard:"),
+    PageSpec("data_quality", "data_quality.py", "Data quality", ":material/fact_check:"),
+    PageSpec("features", "features.py", "Features", ":material/category:"),
+    PageSpec("models", "models.py", "Models", ":material/deployed_code:"),
+    PageSpec("model_review", "model_review.py", "Model review", ":material/rate_review:"),
+    PageSpec("experiments", "experiments.py", "Experiments", ":material/science:"),
     PageSpec("access", "access.py", "Access", ":material/admin_panel_settings:"),
 )
 

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit as st
 
+from mlops_app.formatting import format_time  # noqa: F401 - pages use theme.format_time
 from mlops_app.status import Status
 
 PALETTE = {
@@ -46,11 +47,6 @@ def status_badge(status: Status, *, label: str | None = None) -> None:
     st.badge(label or status.word, icon=STATUS_ICONS[status], color=status.colour, help=status.meaning.capitalize() + ".")
 
 
-def format_time(value: datetime | None) -> str:
-    """ISO date and time with the time zone, the one date format of the app."""
-    if value is None:
-        return "never"
-    return value.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
 def summary_card(
