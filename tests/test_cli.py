@@ -131,3 +131,30 @@ def test_promotion_from_the_command_line(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["promote", "apple-grader", "99", "--reason", "x"])
     assert bad.exit_code == 2 and "99" in bad.output
     assert "Delivered 0" in runner.invoke(app, ["deliver-webhooks"]).output
+
+
+def test_score_labels_and_monitor_from_the_command_line(tmp_path, monkeypatch):
+    """score logs a day; a file missing a feature is refused by name; labels; monitor is idempotent,
+    including the empty days between the scored day and today (once broken by a wrong argument count)."""
+    import pandas as pd
+
+    monkeypatch.setenv("MLOPS_APP_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
+    monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "60")
+    monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
+    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    day = sorted((tmp_path / "h" / "demo" / "incoming").glob("grading-line-*.csv"))[-1]
+    scored = runner.invoke(app, ["score", "apple-grader@champion", str(day)])
+    assert scored.exit_code == 0 and "Scored and logged" in scored.output, scored.output
+    frame = pd.read_csv(day)
+    frame.drop(columns=["weight_g"]).to_csv(tmp_path / "bad.csv", index=False)
+    refused = runner.invoke(app, ["score", "apple-grader", str(tmp_path / "bad.csv")])
+    assert refused.exit_code == 2 and "weight_g" in refused.output and "Nothing was scored" in refused.output
+    frame[["apple_id", "is_bad"]].dropna().to_csv(tmp_path / "labels.csv", index=False)
+    labelled = runner.invoke(app, ["labels", "apple-grader", str(tmp_path / "labels.csv"), "--id-column", "apple_id", "--label-column", "is_bad"])
+    assert labelled.exit_code == 0 and "Recorded" in labelled.output, labelled.output
+    first = runner.invoke(app, ["monitor", "apple-grader", "--no-retrain"])
+    assert first.exit_code == 0, first.output
+    assert "window(s) computed" in first.output and "failed" not in first.output
+    again = runner.invoke(app, ["monitor", "apple-grader", "--no-retrain"])
+    assert again.exit_code == 0 and "0 window(s) computed" in again.output

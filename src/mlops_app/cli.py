@@ -396,6 +396,70 @@ def deliver_webhooks() -> None:
         typer.echo(f"  {line}")
 
 
+@app.command()
+def score(
+    model: Annotated[str, typer.Argument(help="MODEL, MODEL@alias or MODEL/VERSION (default: the champion).")],
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file with one row per item to score.")],
+    id_column: Annotated[str | None, typer.Option(help="Column identifying each row (labels refer to it later).")] = None,
+    time_column: Annotated[str | None, typer.Option(help="Column with each row's event time.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the predictions to this file.")] = None,
+) -> None:
+    """Score a file with a registered version and log every prediction (all rows or none)."""
+    from mlops_app.scoring import score_file
+
+    try:
+        settings = _settings()
+        result = score_file(
+            _warehouse(settings), _registry(settings), model, file, local_identity(settings),
+            id_column=id_column, time_column=time_column, output=output,
+        )  # fmt: skip
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(result.message)
+
+
+@app.command()
+def labels(
+    model: Annotated[str, typer.Argument(help="Model the ground truth is for.")],
+    file: Annotated[Path, typer.Argument(help="File with ids and their true outcome.")],
+    id_column: Annotated[str | None, typer.Option(help="Column with the ids that were scored.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column with the true outcome.")] = None,
+) -> None:
+    """Record ground truth that arrived after scoring; labels for unknown ids are kept aside and reported."""
+    from mlops_app.scoring import record_labels_file
+
+    try:
+        settings = _settings()
+        result = record_labels_file(
+            _warehouse(settings), _registry(settings), model, file, local_identity(settings),
+            id_column=id_column, label_column=label_column,
+        )  # fmt: skip
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(result.message)
+
+
+@app.command()
+def monitor(
+    model: Annotated[str | None, typer.Argument(help="Model to monitor (default: every model with predictions).")] = None,
+    max_windows: Annotated[int | None, typer.Option(help="Compute at most this many new windows in this run.")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="Let an alert start retraining a challenger.")] = True,
+) -> None:
+    """Compute drift, performance and KPIs for each new window, raise alerts; safe to run from cron.
+
+    Exits 1 when a model could not be monitored.
+    """
+    from mlops_app.monitoring import run_monitor
+
+    try:
+        report = run_monitor(_settings(), model, max_windows=max_windows, retrain=retrain)
+    except MlopsError as error:
+        _fail(error)
+    typer.echo(report.message)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
 features_app = typer.Typer(help="The feature store: definitions as YAML under <home>/features, values in the warehouse.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 

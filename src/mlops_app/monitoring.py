@@ -1027,7 +1027,7 @@ def _compute_window(ctx: _Context, start: datetime, end: datetime) -> _WindowOut
         ).fetchall()
         rows = sum(count for _, count in counts)
         if rows == 0:
-            return _WindowOutcome(start, end, None, 0, 0, 0, [], {}, 0, [], None, None, None, None, time.monotonic() - started)
+            return _WindowOutcome(start, end, None, 0, 0, 0, [], {}, 0, [], None, None, None, time.monotonic() - started)
         # Versions can change inside a window (a promotion): drift is judged for the version that
         # scored most of it, against that version's own training data.
         version = int(counts[0][0])
