@@ -29,7 +29,7 @@ import pandas as pd
 
 from mlops_app import features as F
 from mlops_app.auth import Identity
-from mlops_app.datasets import Dataset, columns_from_frame, dataset_table, refresh_dataset_stats, register_dataset
+from mlops_app.datasets import Dataset, columns_from_frame, create_dataset_table
 from mlops_app.registry import Registry
 from mlops_app.warehouse import Warehouse
 
@@ -125,11 +125,7 @@ def main() -> None:
         dataset = Dataset("harvest", "bench", "bench", "bench", tuple(columns_from_frame(harvest, {"apple_id": "id", "graded_at": "timestamp"})),
                           id_column="apple_id", time_column="graded_at", freshness_hours=36)  # fmt: skip
         with warehouse.transaction() as connection:
-            register_dataset(warehouse, dataset, con=connection)
-            connection.register("incoming", harvest)
-            connection.execute(f"CREATE TABLE {dataset_table('harvest')} AS SELECT * FROM incoming")
-            connection.unregister("incoming")
-            refresh_dataset_stats(connection, "harvest", "graded_at")
+            create_dataset_table(connection, warehouse, dataset, harvest)
         print(f"generated and loaded {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
 
         feature_set = F.definitions_from_yaml(_definitions(extra=980))

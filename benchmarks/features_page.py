@@ -42,7 +42,7 @@ def _build_home(home: Path, rows: int) -> list[str]:
     """A home with the harvest, 1,000 registered features (20 computed) and a small registry."""
     from mlops_app import features as F
     from mlops_app.config import load_settings
-    from mlops_app.datasets import Dataset, columns_from_frame, dataset_table, refresh_dataset_stats, register_dataset
+    from mlops_app.datasets import Dataset, columns_from_frame, create_dataset_table
     from mlops_app.warehouse import Warehouse
 
     settings = load_settings({"MLOPS_APP_HOME": str(home)})
@@ -54,11 +54,7 @@ def _build_home(home: Path, rows: int) -> list[str]:
     dataset = Dataset("harvest", "bench", "bench", "bench", tuple(columns_from_frame(harvest, roles)),
                       id_column="apple_id", time_column="graded_at", freshness_hours=36)  # fmt: skip
     with warehouse.transaction() as connection:
-        register_dataset(warehouse, dataset, con=connection)
-        connection.register("incoming", harvest)
-        connection.execute(f"CREATE TABLE {dataset_table('harvest')} AS SELECT * FROM incoming")
-        connection.unregister("incoming")
-        refresh_dataset_stats(connection, "harvest", "graded_at")
+        create_dataset_table(connection, warehouse, dataset, harvest)
     feature_set = F.definitions_from_yaml(_definitions(extra=FEATURES - COMPUTED))
     F.apply_features(warehouse, feature_set, ADMIN)
     names = [feature.name for feature in feature_set.features if not feature.name.startswith("catalogue_filler_")]

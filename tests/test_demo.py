@@ -113,3 +113,23 @@ def test_only_admins_build_the_demo(tmp_path):
     with pytest.raises(PermissionDeniedError, match="needs the admin role"):
         build_demo(settings, Identity("v@x.example", "v", "viewer", "local"))
     assert not settings.home_path.exists()
+
+
+def test_create_dataset_table_registers_and_loads_a_frame(tmp_path):
+    from mlops_app.datasets import Dataset, create_dataset_table, get_dataset, list_datasets
+
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse.migrate()
+    frame = generate_harvest(seed=1, days=3, apples_per_day=20)
+    dataset = Dataset("bulk", "bulk load", "me@x.example", "test", time_column="graded_at")
+    with warehouse.transaction() as con:
+        create_dataset_table(con, warehouse, dataset, frame)
+    assert get_dataset(warehouse, "bulk").time_column == "graded_at"
+    row = list_datasets(warehouse).iloc[0]
+    assert row["row_count"] == len(frame) and row["last_event_at"] == frame["graded_at"].max()
+    with pytest.raises(Exception, match="already exists"):
+        with warehouse.transaction() as con:
+            create_dataset_table(con, warehouse, dataset, frame)
+    with warehouse.transaction() as con:
+        create_dataset_table(con, warehouse, dataset, frame.head(5), replace=True)
+    assert list_datasets(warehouse).iloc[0]["row_count"] == 5

@@ -45,6 +45,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from mlops_app.processes import process_alive
 from mlops_app.auth import Identity, require
 from mlops_app.config import Settings
 from mlops_app.errors import MlopsError, NotFoundError
@@ -403,13 +404,7 @@ def _process_alive(detail: str | None) -> bool:
         return False
     if host != socket.gethostname():
         return True  # another machine's process: trust it until the stale limit
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _waiting_challenger(registry: Registry, warehouse: Warehouse, model: str) -> str | None:

@@ -249,6 +249,25 @@ def refresh_dataset_stats(con, name: str, time_column: str | None) -> None:
     )
 
 
+def create_dataset_table(con, warehouse: Warehouse, dataset: Dataset, frame: pd.DataFrame, *, replace: bool = False) -> None:
+    """Register ``dataset`` and load ``frame`` as its whole table, set-based, inside ``con``'s transaction.
+
+    For bulk loads that are not deliveries (the demo's early season, benchmarks): no checks
+    run. Deliveries go through :func:`mlops_app.ingest.ingest_file`.
+
+    Args:
+        replace: replace an existing table instead of failing on it.
+    """
+    register_dataset(warehouse, dataset, con=con)
+    verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
+    con.register("_incoming_frame", frame)
+    # No finally: in an aborted transaction unregister fails too and would hide the real error;
+    # the registration ends with the connection anyway.
+    con.execute(f"{verb} {dataset_table(dataset.name)} AS SELECT * FROM _incoming_frame")
+    con.unregister("_incoming_frame")
+    refresh_dataset_stats(con, dataset.name, dataset.time_column)
+
+
 def list_datasets(warehouse: Warehouse) -> pd.DataFrame:
     """Every dataset with its size, batches and times, newest data first.
 

@@ -32,14 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_app.auth import Identity, require
 from mlops_app.config import Settings
-from mlops_app.datasets import (
-    BATCH_COLUMN,
-    Dataset,
-    columns_from_frame,
-    dataset_table,
-    refresh_dataset_stats,
-    register_dataset,
-)
+from mlops_app.datasets import BATCH_COLUMN, Dataset, columns_from_frame, create_dataset_table
 from mlops_app.demo_features import install_demo_features
 from mlops_app.demo_quality import ingest_recent_days, split_recent
 from mlops_app.errors import MlopsError
@@ -389,17 +382,12 @@ def _load_harvest(warehouse: Warehouse, frame: pd.DataFrame) -> None:
             "reason": None,
         }
     )
-    table = dataset_table(DATASET)
     with warehouse.transaction() as con:
-        register_dataset(warehouse, dataset, con=con)
-        con.register("harvest_frame", frame)
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM harvest_frame")
-        con.unregister("harvest_frame")
+        create_dataset_table(con, warehouse, dataset, frame, replace=True)
         con.register("batch_frame", batches)
         con.execute("DELETE FROM batches WHERE dataset = $1", [DATASET])
         con.execute("INSERT INTO batches BY NAME SELECT * FROM batch_frame")
         con.unregister("batch_frame")
-        refresh_dataset_stats(con, DATASET, "graded_at")
 
 
 def is_demo_home(home: Path) -> bool:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time as day_time, timedelta
 from pathlib import Path
 
+from mlops_app.processes import process_alive
 from mlops_app.auth import Identity, local_identity
 from mlops_app.config import Settings, load_settings
 from mlops_app.datasets import dataset_table
@@ -273,20 +274,10 @@ def history_progress(settings: Settings) -> HistoryProgress | None:
         progress = HistoryProgress(**data)
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    if progress.status == "building" and not _alive(progress.pid):
+    if progress.status == "building" and not process_alive(progress.pid):
         progress.status = "interrupted"
         progress.message = f"The build stopped after {progress.days_done} of {progress.days_total} days; start it again to resume."
     return progress
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def build_monitoring_history(
