@@ -32,6 +32,9 @@ def test_overview_content_a_person_sees(served_demo, page):
     # The shell reports "notRunning" before the first run starts: wait for the page's title first.
     page.wait_for_selector('h1:has-text("Overview")', timeout=60_000)
     page.wait_for_selector(RENDERED, timeout=60_000)
+    # Elements stream in after the script state flips; wait for the last section's content.
+    page.get_by_text("Recent activity").wait_for(timeout=30_000)
+    page.get_by_text("apple-grader").first.wait_for(timeout=30_000)
     body = page.locator('[data-testid="stMain"]').inner_text()
     assert "apple-grader" in body and "Bad apples caught" in body
     assert "apple_harvest" in body and "Recent activity" in body
