@@ -19,7 +19,7 @@ from mlops_app.config import load_settings
 from mlops_app.demo_monitoring import GRADER_MONITORING_YAML, replay_day, withdraw_seeded_request
 from mlops_app.errors import MlopsError, PermissionDeniedError
 from mlops_app.monitoring import model_status, run_monitor
-from mlops_app.promotion import PENDING, approve, list_requests
+from mlops_app.promotion import PENDING, approve, list_requests, reject
 from mlops_app.registry import Registry
 from mlops_app.scoring import record_labels, score_frame
 from mlops_app.status import Status
@@ -148,6 +148,18 @@ def test_an_alert_retrains_a_challenger_for_review_and_the_next_alert_waits_for_
     assert {alert.kind for alert in kpi} == {"kpi"} and {alert.retrain_status for alert in kpi} == {"skipped"}
     assert f"version 2 already waits for review to become champion (request {request.id}" in kpi[0].retrain_detail
     assert len(home.registry.list_versions(MODEL)) == 2
+
+    # The approver turns version 2 down: the next run retrains once, for the newest alert still waiting.
+    reject(home.settings, home.registry, MODEL, request.id, ADMIN, comment="Trained before the labels showed the misses.")
+    run_monitor(home.settings, MODEL, until=midnight(day(1)))
+    after = {alert.alert_id: get_alert(home.warehouse, alert.alert_id) for alert in kpi}
+    newest = max(kpi, key=lambda alert: (alert.opened_at, alert.alert_id)).alert_id
+    assert after[newest].retrain_status == "done" and after[newest].challenger_version == 3
+    assert all(alert.retrain_status == "skipped" for alert_id, alert in after.items() if alert_id != newest)
+    [second] = list_requests(home.registry, MODEL, status=PENDING)
+    assert (second.version, second.id) == (3, after[newest].promotion_request_id)
+    run_monitor(home.settings, MODEL, until=midnight(day(1)))  # nothing new to do: no third challenger
+    assert len(home.registry.list_versions(MODEL)) == 3
 
 
 def test_the_loop_drift_alert_retrain_challenger_review_on_the_demo(demo_home, tmp_path):

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from mlops_app import __version__
 from mlops_app.cli import APP_ENTRY, app, streamlit_command
 from mlops_app.config import load_settings
+from mlops_app.demo_monitoring import history_progress
+from mlops_app.warehouse import Warehouse
 
 runner = CliRunner()
 
@@ -31,12 +33,23 @@ def test_demo_then_models(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
     monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "40")
     monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
-    result = runner.invoke(app, ["demo", "--no-serve"])
+    result = runner.invoke(app, ["demo", "--no-serve", "--no-history"])
     assert result.exit_code == 0, result.output
-    assert "Demo home built" in result.output
-    assert "already present" in runner.invoke(app, ["demo", "--no-serve"]).output
+    assert "Demo home built" in result.output and "Monitoring history" not in result.output
     listing = runner.invoke(app, ["models"]).output
     assert "apple-grader  latest v3  challenger=v3, champion=v2" in listing
+    # Run again: the home is kept, and the season's monitoring is replayed (4-9 August for a 70-day season).
+    again = runner.invoke(app, ["demo", "--no-serve"])
+    assert again.exit_code == 0 and "already present" in again.output, again.output
+    assert "Monitoring history: Replayed 6 days from 2026-08-04" in again.output
+    assert "2026-08-09: scored" in again.output
+    progress = history_progress(load_settings())
+    assert (progress.status, progress.days_done, progress.days_total) == ("complete", 6, 6)
+    windows = Warehouse.from_settings(load_settings()).query_one("SELECT count(*) FROM monitor_windows WHERE model = 'apple-grader'")
+    assert windows[0] >= 6
+    # A third run finds the history complete and replays nothing.
+    third = runner.invoke(app, ["demo", "--no-serve"])
+    assert third.exit_code == 0 and "Monitoring history" not in third.output
 
 
 def test_bad_settings_give_one_clear_line_and_exit_2(monkeypatch):
@@ -114,7 +127,7 @@ def test_promotion_from_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
     monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "60")
     monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
-    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    assert runner.invoke(app, ["demo", "--no-serve", "--no-history"]).exit_code == 0
     listing = runner.invoke(app, ["requests", "apple-grader"]).output
     request_id = listing.split(":")[0]
     assert request_id.startswith("req-") and "make version 3 champion" in listing
@@ -142,7 +155,7 @@ def test_score_labels_and_monitor_from_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_APP_DEMO_DAYS", "70")
     monkeypatch.setenv("MLOPS_APP_DEMO_APPLES_PER_DAY", "60")
     monkeypatch.setenv("MLOPS_APP_DEMO_TRIALS", "3")
-    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    assert runner.invoke(app, ["demo", "--no-serve", "--no-history"]).exit_code == 0
     day = sorted((tmp_path / "h" / "demo" / "incoming").glob("grading-line-*.csv"))[-1]
     scored = runner.invoke(app, ["score", "apple-grader@champion", str(day)])
     assert scored.exit_code == 0 and "Scored and logged" in scored.output, scored.output

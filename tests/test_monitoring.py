@@ -32,6 +32,7 @@ from tests.monitoring_helper import (
     WIDE_MODEL,
     build_home,
     build_wide_home,
+    fruit,
     score_days,
     wide_features,
     wide_frame,
@@ -225,3 +226,18 @@ def test_settings_survive_a_round_trip_and_a_date_end_includes_its_whole_day(tmp
     with pytest.raises(MonitorConfigError, match="is for model 'apple-grader', not 'sugar-estimator'"):
         (tmp_path / "monitoring" / "sugar-estimator.yaml").write_text("model: apple-grader\n", encoding="utf-8")
         load_monitor_config(tmp_path, "sugar-estimator")
+
+
+def test_a_hostile_category_cannot_become_markup_in_the_saved_drift_report(tmp_path):
+    """Evidently writes values into the report's <script> blocks unescaped; a delivered value must not end them."""
+    home = build_home(tmp_path / "home")
+    frame = fruit(DAYS[0][0], 300, seed=5)
+    hostile = "</script><img src=x onerror=alert(1)>"
+    frame.loc[:60, "colour"] = hostile
+    score_frame(home.warehouse, home.registry, MODEL, frame.drop(columns=["is_bad"]), ANA)
+    run_monitor(home.settings, MODEL, until=midnight(DAYS[0][0] + timedelta(days=1)), retrain=False)
+    text = window_report(home.settings, MODEL, midnight(DAYS[0][0])).read_text(encoding="utf-8")
+    assert "onerror=alert(1)" in text  # the value is still there to read...
+    assert "<img" not in text and "</script><" not in text  # ...but it cannot open or close a tag
+    # The distribution shown on the page keeps the category readable.
+    assert any("onerror=alert(1)" in str(bucket) for bucket in feature_distributions(home.warehouse, MODEL, "colour")["bucket"])

@@ -287,3 +287,38 @@ def test_features_from_the_feature_store_are_joined_point_in_time(tmp_path):
             warehouse, dataset="apple_harvest", target="is_bad", experiment="store", identity=local_identity(settings),
             trials=1, features=["no_such_feature"],
         )  # fmt: skip
+
+
+def test_since_and_until_train_on_a_period_with_only_the_labels_known_by_then(tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path / "home" / "warehouse.duckdb", lock_timeout=30)
+    frame = make_orchard(600)
+    frame["label_received_at"] = frame["graded_at"] + pd.Timedelta(hours=30)  # inspection results come 30 h later
+    dataset = Dataset(
+        name="apples", description="synthetic apples", owner="test", source="test",
+        columns=tuple(columns_from_frame(frame, {"apple_id": "id", "graded_at": "timestamp", "is_bad": "target", "label_received_at": "label_time"})),
+        target="is_bad", id_column="apple_id", time_column="graded_at",
+    )  # fmt: skip
+    with warehouse.transaction() as connection:
+        register_dataset(warehouse, dataset, con=connection)
+        connection.register("rows_frame", frame)
+        connection.execute("CREATE TABLE ds_apples AS SELECT * FROM rows_frame")
+        connection.unregister("rows_frame")
+
+    result = train(
+        warehouse, dataset="apples", target=None, experiment="recent", identity=ANA, trials=2, families=cheap_families(),
+        since="2026-06-05", until=pd.Timestamp("2026-06-20T00:00", tz="UTC").to_pydatetime(),
+    )  # fmt: skip
+    split = run_results(warehouse, result.winner_run_id)["split"]
+    # Graded from 5 June on, and inspected before 20 June: graded before 18 June 18:00.
+    expected = frame[(frame["graded_at"] >= "2026-06-05") & (frame["label_received_at"] < "2026-06-20")]
+    assert split["rows_used"] == len(expected) == 330
+    assert pd.Timestamp(split["train"]["start"]) == expected["graded_at"].min()
+    assert pd.Timestamp(split["holdout"]["end"]) == expected["graded_at"].max() == pd.Timestamp("2026-06-18 17:00", tz="UTC")
+    assert split["since"].startswith("2026-06-05T00:00:00") and split["until"].startswith("2026-06-20T00:00:00")
+
+    with pytest.raises(MlopsError, match="since .* must be before until"):
+        train(warehouse, dataset="apples", target=None, experiment="x", identity=ANA, since="2026-06-20", until="2026-06-05")
+    with pytest.raises(MlopsError, match="since must be a date or time"):
+        train(warehouse, dataset="apples", target=None, experiment="x", identity=ANA, since="last tuesday")
+    with pytest.raises(MlopsError, match=r"only 24 labelled rows from 2026-06-25 00:00 UTC.*Widen the period"):
+        train(warehouse, dataset="apples", target=None, experiment="x", identity=ANA, since="2026-06-25")

@@ -460,3 +460,22 @@ def test_sigkill_inside_a_transaction_commits_nothing(warehouse: Warehouse, help
     assert count_events(fresh, "batch_id = ?", ["committed"]) == 1
     fresh.execute("INSERT INTO events VALUES ('after crash', 2, 'committed')")
     assert count_events(fresh, "batch_id = ?", ["committed"]) == 2
+
+
+def test_times_compare_in_utc_whatever_the_server_time_zone(tmp_path, monkeypatch):
+    import time as clock
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    clock.tzset()
+    try:
+        warehouse = Warehouse(tmp_path / "w.duckdb")
+        # A naive stored time is UTC: 00:00 is before 01:00 UTC (in New York time it would be 04:00 UTC).
+        row = warehouse.query_one(
+            "SELECT current_setting('TimeZone'), TIMESTAMP '2026-08-20 00:00' < $1",
+            [datetime(2026, 8, 20, 1, tzinfo=UTC)],
+        )
+        assert row == ("UTC", True)
+    finally:
+        monkeypatch.delenv("TZ")
+        clock.tzset()

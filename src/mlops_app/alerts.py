@@ -31,7 +31,6 @@ version already waits for review to become champion, and a run killed mid-traini
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -204,7 +203,7 @@ def sync_alerts(
     for breach in breaches:
         existing = connection.execute(
             "SELECT alert_id FROM alerts WHERE model = $1 AND dedup_key = $2 AND status IN ('open', 'acknowledged') "
-            "ORDER BY opened_at DESC LIMIT 1",
+            "ORDER BY opened_at DESC, alert_id DESC LIMIT 1",
             [model, breach.key],
         ).fetchone()
         severity = "act" if breach.severity == Status.ACT else "watch"
@@ -368,7 +367,9 @@ class RetrainPlan:
 
     Attributes:
         features: the model's inputs (feature-store names allowed); None: every feature column.
-        since: train on rows from this time on (passed when the trainer supports it).
+        since: train on rows from this time on (None: from the first row).
+        until: train on rows before this time whose labels were known by then (the
+            monitoring run's time, so a replayed season never trains on its future).
         metric: what the search selects on (None: the trainer's default).
     """
 
@@ -381,6 +382,7 @@ class RetrainPlan:
     max_rows: int | None
     metric: str | None
     since: datetime | None = None
+    until: datetime | None = None
     seed: int = 0
 
 
@@ -442,17 +444,12 @@ def _request_review(
 
 
 def _train_kwargs(plan: RetrainPlan, identity: Identity) -> dict[str, Any]:
-    from mlops_app.training import train
-
-    kwargs: dict[str, Any] = {
+    return {
         "dataset": plan.dataset, "target": plan.target, "experiment": plan.experiment, "identity": identity,
         "trials": plan.trials, "max_rows": plan.max_rows, "metric": plan.metric,
         "features": list(plan.features) if plan.features else None, "seed": plan.seed,
+        "since": plan.since, "until": plan.until,
     }  # fmt: skip
-    # Recent data only: passed once the trainer can filter rows by time (training.train has no `since` yet).
-    if plan.since is not None and "since" in inspect.signature(train).parameters:
-        kwargs["since"] = plan.since
-    return kwargs
 
 
 def process_retraining(
@@ -467,7 +464,9 @@ def process_retraining(
     """Run the retraining requested by the model's alerts: train, register a challenger, ask for review.
 
     Each requested alert is handled once: skipped (with the reason) while a version already
-    waits for review to become champion, else trained. Interrupted runs (the process is
+    waits for review to become champion, else trained. Once no version waits any more, the
+    newest still-active skipped alert is requested again, so a rejected challenger is
+    followed by one trained on the data known now. Interrupted runs (the process is
     gone, or it is older than :data:`STALE_RETRAIN`) are tried again. Failures are recorded
     on the alert, never raised: the monitoring job goes on.
 
@@ -487,6 +486,17 @@ def process_retraining(
     for alert_id, detail, updated in running.itertuples(index=False, name=None):
         if not _process_alive(detail) or (updated is not None and pd.Timestamp(updated) < pd.Timestamp(stale_before)):
             _set_retrain(warehouse, alert_id, RETRAIN_REQUESTED, f"Retrying: the previous attempt was interrupted ({detail}).")
+    # An alert still active whose retraining was skipped while another challenger waited for review gets
+    # its turn once that review is decided (approved, rejected or withdrawn): the newest one retrains, on
+    # the data known now, so the rejected challenger's successor learns from what happened since.
+    if _waiting_challenger(registry, warehouse, plan.model) is None:
+        revived = warehouse.query_one(
+            "SELECT alert_id FROM alerts WHERE model = $1 AND retrain_status = $2 AND status IN ('open', 'acknowledged') "
+            "ORDER BY opened_at DESC, alert_id DESC LIMIT 1",
+            [plan.model, RETRAIN_SKIPPED],
+        )
+        if revived is not None:
+            _set_retrain(warehouse, revived[0], RETRAIN_REQUESTED, "Retrying: the review that held this retraining back is decided.")
     requested = warehouse.query(
         "SELECT alert_id, message FROM alerts WHERE model = $1 AND retrain_status = 'requested' ORDER BY opened_at",
         [plan.model],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -66,8 +67,21 @@ def init() -> None:
 def demo(
     reset: Annotated[bool, typer.Option("--reset", help="Delete the demo home and build it again.")] = False,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the dashboard when the home is ready.")] = True,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Replay the season's monitoring (scoring, drift, alerts, retraining): in the background while "
+            "the dashboard serves, else before the command returns.",
+        ),
+    ] = True,
+    live: Annotated[
+        bool, typer.Option("--live", help="Replay the season live: a new day is scored and monitored every few seconds.")
+    ] = False,
+    seconds_per_day: Annotated[float, typer.Option(help="With --live: seconds between replayed days.", min=0.5)] = 5.0,
 ) -> None:
-    """Build the demo orchard home (first run only, or with --reset), then serve the dashboard."""
+    """Build the demo orchard home (first run only, or with --reset), replay its monitoring, then serve the dashboard."""
+    from mlops_app import demo_monitoring
     from mlops_app.demo import build_demo
 
     try:
@@ -87,6 +101,36 @@ def demo(
         )
     else:
         typer.echo(f"Demo home already present at {summary.home} (use --reset to rebuild it).")
+    say = lambda message: typer.echo(f"  {message}")  # noqa: E731
+    try:
+        if live and serve_after:
+            # Beside the dashboard, in this terminal's process group: Ctrl+C stops both.
+            process = subprocess.Popen(
+                demo_monitoring.live_command(settings, seconds_per_day), env={**os.environ, "MLOPS_APP_HOME": str(settings.home_path)}
+            )
+            typer.echo(f"Live replay started (pid {process.pid}): a new day every {seconds_per_day:g} s; watch it at /monitoring.")
+        elif live:
+            typer.echo(f"Live replay: a new day every {seconds_per_day:g} s (Ctrl+C to stop).")
+            demo_monitoring.live_replay(settings, seconds_per_day, progress=say)
+        elif history and serve_after:
+            pid = demo_monitoring.start_history_in_background(settings)
+            if pid is not None:
+                typer.echo(
+                    f"Replaying the season's monitoring in the background (pid {pid}, about 2 minutes; log in "
+                    f"{settings.home_path / demo_monitoring.LOG_FILE}). The Monitoring page shows its progress."
+                )
+        elif history:
+            current = demo_monitoring.history_progress(settings)
+            if current is not None and current.status in ("building", demo_monitoring.LIVE):
+                raise MlopsError(
+                    f"A monitoring replay (pid {current.pid}) is already writing this home's history "
+                    f"({current.days_done} of {current.days_total} days); let it finish, or stop it, then run this again."
+                )
+            if current is None or current.status != "complete":
+                state = demo_monitoring.build_monitoring_history(settings, progress=say)
+                typer.echo(f"Monitoring history: {state.message}")
+    except MlopsError as error:
+        _fail(error)
     if serve_after:
         serve()
 
@@ -254,6 +298,8 @@ def train(
     metric: Annotated[str | None, typer.Option(help="Selection metric, e.g. roc_auc, f1, recall_bad, mae.")] = None,
     max_rows: Annotated[int | None, typer.Option(help="Train on a time-spread sample of at most this many rows.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search.")] = 0,
+    since: Annotated[str | None, typer.Option(help="Learn only from rows at or after this date/time (UTC), e.g. 2026-08-20.")] = None,
+    until: Annotated[str | None, typer.Option(help="Learn only from rows before this date/time (UTC) whose labels were known by then.")] = None,
 ) -> None:
     """Search scikit-learn model families with cross-validation; the winner is tested once on a holdout."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -267,7 +313,7 @@ def train(
             result = run_search(
                 _warehouse(settings), dataset=dataset, target=target, experiment=experiment,
                 identity=local_identity(settings), trials=trials, time_budget_s=time_budget, metric=metric,
-                max_rows=max_rows, seed=seed,
+                max_rows=max_rows, seed=seed, since=since, until=until,
                 progress=lambda done, total, message: bar.update(task, completed=done, total=total, description=message[:60]),
             )  # fmt: skip
     except MlopsError as error:

@@ -110,6 +110,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Address that receives a JSON POST (Slack-compatible `text` included) when an alias moves or an alert opens. Empty: no webhook.",
         secret=True,
     ),
+    Setting(
+        "monitoring_refresh_seconds",
+        10.0,
+        "How often an open Monitoring page checks for new monitoring results and redraws itself (0: only on reload).",
+        float,
+    ),
     Setting("webhook_timeout_seconds", 5.0, "How long one webhook delivery may take before it is retried later.", float),
     Setting("demo_seed", 7, "Random seed of the demo generator; the same seed builds the same demo.", int),
     Setting("demo_days", 150, "Number of daily harvest batches the demo generates (the season starts on 1 June).", int),

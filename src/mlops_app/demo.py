@@ -404,6 +404,9 @@ def _reset(home: Path, settings: Settings) -> None:
             f"{home} holds data that the demo did not create, so --reset will not delete it. "
             "Point MLOPS_APP_HOME at another folder for the demo."
         )
+    from mlops_app.demo_monitoring import stop_background_history
+
+    stop_background_history(settings)  # a history build or live replay must not write into the home being deleted
     generated = [settings.warehouse_path, settings.registry_path, settings.reports_path, home / MANIFEST_NAME]
     generated += [home / name for name in GENERATED_FOLDERS]
     for path in generated:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,6 +55,7 @@ HISTORY_START = date(2026, 8, 4)  # the day the grader's current champion (v2) w
 PROGRESS_FILE = "demo/monitoring-progress.json"
 LOG_FILE = "demo/monitoring-history.log"
 BATCH_PREFIX = "demo-day"
+LIVE = "live"  # the progress file's status while `mlops-app demo --live` replays
 # Each day's batch is logged at the close of the grading line; the monitor runs at midnight.
 DAY_CLOSE = day_time(19, 0)
 MEASUREMENTS = ["apple_id", "graded_at", "orchard_block", "variety", "weight_g", "diameter_mm", "colour_score",
@@ -81,6 +83,7 @@ retrain:
   on_alerts: [drift, kpi]
   trials: 4
   max_rows: 10000
+  recent: 28d
   metric: f1
 """
 GRADER_MONITORING_COMMENT = (
@@ -89,7 +92,8 @@ GRADER_MONITORING_COMMENT = (
     "Drift: ripening moves weight, size, colour, firmness and sugar (5-6 of the 8 inputs) away from the\n"
     "June-July training data within weeks; that is expected and judged through the KPIs. The drift alarm\n"
     "(more than 80% of the inputs) is kept for changes beyond the season, such as a new block or machine.\n"
-    "An alert on drift or a KPI retrains on the season's data and asks for a review of the challenger."
+    "An alert on drift or a KPI retrains on the last 28 days of inspected apples and asks for a review of the\n"
+    "challenger; while one waits for review, later alerts do not retrain (decide on it first)."
 )
 
 
@@ -122,9 +126,9 @@ class DayReplay:
 
 @dataclass
 class HistoryProgress:
-    """The state of a history build, as written to the progress file."""
+    """The state of a history build or a live replay, as written to the progress file."""
 
-    status: str  # "building", "complete", "failed" or "interrupted"
+    status: str  # "building", "live", "complete", "stopped", "failed" or "interrupted"
     days_done: int
     days_total: int
     day: str | None
@@ -274,9 +278,13 @@ def history_progress(settings: Settings) -> HistoryProgress | None:
         progress = HistoryProgress(**data)
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    if progress.status == "building" and not process_alive(progress.pid):
+    if progress.status in ("building", LIVE) and not process_alive(progress.pid):
+        what = "build" if progress.status == "building" else "live replay"
         progress.status = "interrupted"
-        progress.message = f"The build stopped after {progress.days_done} of {progress.days_total} days; start it again to resume."
+        progress.message = (
+            f"The {what} stopped after {progress.days_done} of {progress.days_total} days; "
+            "run `mlops-app demo` (or `mlops-app demo --live`) again to resume."
+        )
     return progress
 
 
@@ -341,7 +349,7 @@ def start_history_in_background(settings: Settings) -> int | None:
     :func:`history_progress`) and logs to ``<home>/demo/monitoring-history.log``.
     """
     current = history_progress(settings)
-    if current is not None and current.status in ("building", "complete"):
+    if current is not None and current.status in ("building", LIVE, "complete"):
         return None
     log_path = settings.home_path / LOG_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,6 +411,7 @@ def live_replay(
         What each replayed day did.
     """
     say = progress or (lambda message: None)
+    _wait_for_history_build(settings, say, stop)
     warehouse = Warehouse.from_settings(settings)
     registry = Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds)
     install_monitoring_config(settings)
@@ -415,12 +424,22 @@ def live_replay(
         reset_demo_monitoring(settings)
         remaining = season
     replayed: list[DayReplay] = []
-    for day in remaining[: days if days is not None else len(remaining)]:
+    planned = remaining[: days if days is not None else len(remaining)]
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    state = HistoryProgress(LIVE, len(season) - len(remaining), len(season), None, "Live replay starting", now, now, os.getpid())
+    _write_progress(settings, state)
+    for day in planned:
         if stop is not None and stop.is_set():
             break
         began = time.monotonic()
         result = replay_day(settings, day, warehouse=warehouse, registry=registry)
         replayed.append(result)
+        state.days_done, state.day, state.message = state.days_done + 1, day.isoformat(), result.message
+        state.alerts_opened += result.alerts_opened
+        if result.alerts_opened or result.retraining:
+            state.events.append(result.message)
+        state.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
+        _write_progress(settings, state)
         say(result.message)
         pause = seconds_per_day - (time.monotonic() - began)
         if pause > 0:
@@ -428,18 +447,59 @@ def live_replay(
                 stop.wait(pause)
             else:
                 time.sleep(pause)
+    state.status = "complete" if state.days_done >= state.days_total else "stopped"
+    state.message = f"Live replay {state.status} after {len(replayed)} day(s); last day {state.day or 'none'}."
+    state.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_progress(settings, state)
     return replayed
 
 
+def _wait_for_history_build(settings: Settings, say: Callable[[str], None], stop: threading.Event | None) -> None:
+    """A live replay starts after a running history build: both would replay the same days."""
+    announced = False
+    while (current := history_progress(settings)) is not None and current.status == "building":
+        if not announced:
+            say(f"Waiting for the monitoring history build to finish ({current.days_done} of {current.days_total} days)")
+            announced = True
+        if stop is not None:
+            if stop.wait(1.0):
+                return
+        else:
+            time.sleep(1.0)
+
+
+def stop_background_history(settings: Settings, *, timeout: float = 10.0) -> bool:
+    """Stop a running history build or live replay of this home (before ``mlops-app demo --reset``); True if one ran."""
+    current = history_progress(settings)
+    if current is None or current.status not in ("building", LIVE) or not process_alive(current.pid) or current.pid == os.getpid():
+        return False
+    os.kill(current.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(current.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
+
+
+def live_command(settings: Settings, seconds_per_day: float) -> list[str]:
+    """The command line of a live replay in its own process (``mlops-app demo --live`` runs it beside the dashboard)."""
+    return [sys.executable, "-m", "mlops_app.demo_monitoring", "live", f"{float(seconds_per_day):g}"]
+
+
 def _main(argv: list[str]) -> int:
-    """``python -m mlops_app.demo_monitoring history``: the background history build."""
-    if argv[:1] != ["history"]:
-        print("usage: python -m mlops_app.demo_monitoring history", file=sys.stderr)
+    """``python -m mlops_app.demo_monitoring history|live [SECONDS_PER_DAY]``: the background history build or live replay."""
+    if argv[:1] not in (["history"], ["live"]):
+        print("usage: python -m mlops_app.demo_monitoring history | live [SECONDS_PER_DAY]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings()
+    say = lambda message: print(message, flush=True)  # noqa: E731
     try:
-        build_monitoring_history(settings, progress=lambda message: print(message, flush=True))
+        if argv[0] == "live":
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the day being replayed, then stop
+            live_replay(settings, float(argv[1]) if len(argv) > 1 else 5.0, progress=say, stop=stop)
+            return 0
+        build_monitoring_history(settings, progress=say)
     except Exception as error:  # recorded in the progress file by build_monitoring_history
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1
@@ -461,7 +521,9 @@ __all__ = [
     "live_replay",
     "replay_day",
     "reset_demo_monitoring",
+    "live_command",
     "start_history_in_background",
+    "stop_background_history",
     "withdraw_seeded_request",
 ]
 

@@ -33,8 +33,12 @@ retried.
 
 The full Evidently snapshot of each window is saved (gzip JSON, about 100 kB) under
 ``<home>/reports/monitoring/<model>/``; :func:`window_report` renders it to HTML on request.
-That HTML embeds sampled values unescaped: open it in a browser context of its own (a
-download or an iframe with an opaque origin), never inline in the dashboard's origin.
+Evidently writes values into that HTML's ``<script>`` blocks unescaped (0.7.23), so a
+delivered category such as ``</script><img onerror=...>`` would run wherever the report is
+opened. As in :mod:`mlops_app.reports`, ``<`` becomes the look-alike ``＜`` (U+FF1C): in the
+text values given to Evidently, and again in every string of a saved snapshot before it is
+rendered (snapshots written by older versions included). The report then reads the same and
+no value can open or close a tag, so the page may embed it.
 
 Settings per model live in ``<home>/monitoring/<model>.yaml`` (:class:`MonitorConfig`);
 without one, defaults apply and KPIs come from the targets on the version's card.
@@ -74,6 +78,7 @@ from mlops_app.errors import ConfigError, MlopsError, NotFoundError
 from mlops_app.features import parse_window
 from mlops_app.metric_catalog import METRICS, describe_target, format_value, meets_target, metric_info
 from mlops_app.registry import Registry, validate_name, write_atomic
+from mlops_app.reports import SAFE_LESS_THAN
 from mlops_app.scoring import CLASSIFICATION, NUMBER, ModelSpec, load_version, predict_scores, registered
 from mlops_app.status import Status, worst
 from mlops_app.warehouse import Warehouse, quote_identifier
@@ -105,7 +110,7 @@ MONITOR_FOLDER = "monitoring"
 LOCKS_FOLDER = ".locks"
 REPORTS_FOLDER = "monitoring"
 SNAPSHOT_SUFFIX = ".json.gz"
-HTML_SUFFIX = ".html"
+HTML_SUFFIX = ".defused.html"  # renamed when the defusing changed: older renders are never served
 # The prediction is compared like a feature; a leading underscore cannot clash with a
 # feature name (dataset columns starting with "_" are system columns, never features).
 PREDICTION_FEATURE = "_prediction"
@@ -204,6 +209,14 @@ class RetrainSpec(BaseModel):
     experiment: str | None = None
     features: tuple[str, ...] | None = None
     since: date | datetime | None = None
+    # Train on the most recent stretch only (e.g. "45d": data that reflects the current
+    # source), counted back from the monitoring run; combined with `since`, the later wins.
+    recent: str | None = None
+
+    @field_validator("recent")
+    @classmethod
+    def _recent(cls, value: str | None) -> str | None:
+        return None if value is None else _check_window_text(value)
 
 
 class MonitorConfig(BaseModel):
@@ -577,6 +590,7 @@ def evidently_drift(
 
         usable_features = [column for column in features if column in usable]
         numeric_columns = [column for column in usable if column in numerical or column == prediction]
+        reference, current = _defused(reference, usable, numeric_columns), _defused(current, usable, numeric_columns)
         definition = DataDefinition(
             numerical_columns=numeric_columns, categorical_columns=[column for column in usable if column in categorical]
         )
@@ -628,6 +642,15 @@ def evidently_drift(
                 note=f"not checked: {side} has no values",
             )  # fmt: skip
     return [results[column] for column in columns], snapshot
+
+
+def _defused(frame: pd.DataFrame, columns: Sequence[str], numeric: Sequence[str]) -> pd.DataFrame:
+    """The columns for Evidently, ``<`` in text values replaced by ``＜`` (see the module docstring)."""
+    frame = frame[list(columns)].copy()
+    for column in columns:
+        if column not in numeric:
+            frame[column] = frame[column].map(lambda value: value.replace("<", SAFE_LESS_THAN) if isinstance(value, str) else value)
+    return frame
 
 
 def _distributions(reference: pd.DataFrame, current: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1300,11 +1323,16 @@ class MonitorReport:
         return not any(run.errors for run in self.runs)
 
 
-def _retrain_plan(ctx: _Context, spec: ModelSpec) -> RetrainPlan:
+def _retrain_plan(ctx: _Context, spec: ModelSpec, now: datetime) -> RetrainPlan:
+    """How to retrain after an alert at ``now``: on labels known by then (a replay must not see its future),
+    from ``since`` / the ``recent`` stretch when set."""
     config, retrain = ctx.config, ctx.config.retrain
     dataset = config.reference.dataset or spec.dataset
     if not dataset:
         raise MlopsError(f"{spec.label} names no dataset to retrain on; set `reference: {{dataset: NAME}}` in its monitoring settings.")
+    starts = [_as_start(retrain.since)] if retrain.since else []
+    if retrain.recent:
+        starts.append(now - parse_window(retrain.recent))
     extra = dict(spec.card.get("extra") or {})
     metric = retrain.metric or (extra.get("selection") or {}).get("metric")
     return RetrainPlan(
@@ -1316,7 +1344,8 @@ def _retrain_plan(ctx: _Context, spec: ModelSpec) -> RetrainPlan:
         trials=retrain.trials,
         max_rows=retrain.max_rows,
         metric=metric,
-        since=_as_start(retrain.since) if retrain.since else None,
+        since=max(starts, default=None),
+        until=now,
         seed=config.seed,
     )
 
@@ -1436,13 +1465,15 @@ def _monitor_model(settings: Settings, warehouse: Warehouse, registry: Registry,
         run.notified = alerts.notify_pending_alerts(settings, warehouse, run.model)
     if retrain and config.retrain.enabled:
         requested = warehouse.query_one(
-            "SELECT count(*) FROM alerts WHERE model = $1 AND retrain_status IN ('requested', 'running')", [run.model]
+            "SELECT count(*) FROM alerts WHERE model = $1 AND (retrain_status IN ('requested', 'running') "
+            "OR (retrain_status = 'skipped' AND status IN ('open', 'acknowledged')))",
+            [run.model],
         )
         if requested and requested[0]:
             spec, _ = load_version(warehouse, registry, run.model)
             run.retraining.extend(
                 alerts.process_retraining(
-                    settings, warehouse, registry, _retrain_plan(ctx, spec),
+                    settings, warehouse, registry, _retrain_plan(ctx, spec, clock or datetime.now(UTC)),
                     progress=lambda message: report("retraining", {"model": run.model, "message": message}),
                 )
             )  # fmt: skip
@@ -1710,8 +1741,8 @@ def feature_distributions(warehouse: Warehouse, model: str, feature: str, window
 def window_report(settings: Settings, model: str, window_start: datetime) -> Path:
     """The saved Evidently report of a window as an HTML file (rendered from its snapshot on first request).
 
-    Imports Evidently (seconds): call it when a person asks for the report. Open the file in
-    a browser context of its own (see the module docstring).
+    Imports Evidently (seconds): call it when a person asks for the report. No value in it
+    can carry markup (see the module docstring), so it may be embedded in a page.
 
     Raises:
         NotFoundError: the window has no saved report.
@@ -1727,7 +1758,10 @@ def window_report(settings: Settings, model: str, window_start: datetime) -> Pat
         )
     from evidently.core.report import Snapshot  # seconds on first import
 
-    snapshot = Snapshot.loads(gzip.decompress(snapshot_path.read_bytes()).decode("utf-8"))
+    text = gzip.decompress(snapshot_path.read_bytes()).decode("utf-8")
+    # "<" only occurs inside JSON strings: none may reach the HTML (see the module docstring).
+    text = re.sub(r"<|\\u003[cC]", SAFE_LESS_THAN, text)
+    snapshot = Snapshot.loads(text)
     temporary = html.with_name(f".{html.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         # save_html writes only when given a str (a Path is silently ignored in evidently 0.7.23).

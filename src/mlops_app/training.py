@@ -35,6 +35,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -293,8 +294,10 @@ def _load_data(
     slices: Sequence[str] | None,
     max_rows: int | None,
     seed: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[_Data, str]:
-    """Read the labelled rows (a sample of ``max_rows`` when given) and classify the columns."""
+    """Read the labelled rows (of [since, until) when given; a sample of ``max_rows`` when given) and classify the columns."""
     dataset = get_dataset(warehouse, dataset_name)
     target = target or dataset.target
     if not target:
@@ -335,13 +338,24 @@ def _load_data(
         wanted = list(dict.fromkeys([time_column, target, *(c for c in candidates if c in types), *text_columns, *(slices or ())]))
         table, target_sql = dataset_table(dataset_name), quote_identifier(target)
         select = ", ".join(quote_identifier(name) for name in wanted)
-        labelled = connection.execute(f"SELECT count(*) FROM {table} WHERE {target_sql} IS NOT NULL").fetchone()[0]
+        where, params = f"{target_sql} IS NOT NULL", {}
+        if since is not None:
+            where += f" AND {quote_identifier(time_column)} >= $since"
+            params["since"] = since
+        if until is not None:
+            # Point in time: rows before `until` whose label was known by then (its label-time column).
+            where += f" AND {quote_identifier(time_column)} < $until"
+            for name in (name for name, role in roles.items() if role == "label_time" and name in types):
+                where += f" AND ({quote_identifier(name)} IS NULL OR {quote_identifier(name)} < $until)"
+            params["until"] = until
+        labelled = connection.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
         # The sample is drawn in DuckDB so only the rows used ever reach pandas; ordering by
         # a seeded hash keeps it the same from one run to the next.
         sample = "" if max_rows is None else f" ORDER BY hash(rowid, {int(seed)}) LIMIT {int(max_rows)}"
         frame = connection.execute(
-            f"SELECT {select} FROM (SELECT rowid, * FROM {table} WHERE {target_sql} IS NOT NULL{sample}) "
-            f"ORDER BY {quote_identifier(time_column)}, rowid"  # rowid: equal times keep one order
+            f"SELECT {select} FROM (SELECT rowid, * FROM {table} WHERE {where}{sample}) "
+            f"ORDER BY {quote_identifier(time_column)}, rowid",  # rowid: equal times keep one order
+            params,
         ).df()
 
     if store_features:
@@ -349,9 +363,11 @@ def _load_data(
         types.update({name: "DOUBLE" if pd.api.types.is_numeric_dtype(frame[name]) else "VARCHAR" for name in store_features})
     task, positive, negative = _task_of(frame[target], types[target], dataset_name, target, labelled)
     if len(frame) < MIN_ROWS:
+        period = _period_words(since, until)
         raise MlopsError(
-            f"Dataset {dataset_name!r} has only {len(frame)} labelled rows; the time-based split into train (60%), "
-            f"validation (20%) and holdout (20%) needs at least {MIN_ROWS}. Ingest more labelled data first."
+            f"Dataset {dataset_name!r} has only {len(frame)} labelled rows{period}; the time-based split into train (60%), "
+            f"validation (20%) and holdout (20%) needs at least {MIN_ROWS}. "
+            + ("Widen the period (since / until) or ingest more labelled data." if period else "Ingest more labelled data first.")
         )
     if task == CLASSIFICATION:
         frame[target] = (frame[target] == positive).astype(bool)
@@ -393,6 +409,27 @@ def _load_data(
         column_types={name: types[name] for name in features_used},
     )
     return data, target
+
+
+def _as_moment(value: datetime | date | str | None, name: str) -> datetime | None:
+    """A ``since``/``until`` bound as an aware UTC datetime (a date means its midnight, UTC)."""
+    if value is None:
+        return None
+    try:
+        moment = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise MlopsError(f"{name} must be a date or time such as 2026-08-20 or 2026-08-20T06:00, got {value!r}.") from None
+    if pd.isna(moment):
+        raise MlopsError(f"{name} must be a date or time such as 2026-08-20, got {value!r}.")
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return moment.to_pydatetime()
+
+
+def _period_words(since: datetime | None, until: datetime | None) -> str:
+    if since is None and until is None:
+        return ""
+    parts = ([f"from {since:%Y-%m-%d %H:%M}"] if since else []) + ([f"before {until:%Y-%m-%d %H:%M}"] if until else [])
+    return " " + " ".join(parts) + " UTC"
 
 
 def _with_store_features(warehouse: Warehouse, frame: pd.DataFrame, names: list[str], time_column: str, dataset: str) -> pd.DataFrame:
@@ -709,6 +746,8 @@ def train(
     progress: ProgressCallback | None = None,
     git_cwd: Path | str | None = None,
     threads: int | None = 1,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
 ) -> TrainResult:
     """Search models for ``target`` of ``dataset``; log every trial as a run of ``experiment``.
 
@@ -726,6 +765,11 @@ def train(
         cv_folds: folds of the time-series cross-validation on the training period.
         families: model families to search; :func:`default_families` by default.
         progress: called as ``progress(done, total, message)`` after each step.
+        since: train on rows whose time is at or after this moment (a date means its
+            midnight UTC), e.g. only data from after a change in the source; None: all.
+        until: and before this moment, with labels known by then (a label-time column,
+            when the dataset has one, must be before it too): the data a model trained at
+            that moment could have seen. None: every labelled row.
         threads: OpenMP/BLAS threads for fitting (None: the libraries' default). One is
             fastest on small machines: measured on 2 busy cores, histogram gradient
             boosting fitted 3x slower with its default threads than with one.
@@ -745,6 +789,7 @@ def train(
             warehouse, dataset=dataset, target=target, experiment=experiment, identity=identity, trials=trials,
             time_budget_s=time_budget_s, metric=metric, features=features, slices=slices, max_rows=max_rows,
             cv_folds=cv_folds, seed=seed, families=families, progress=progress, git_cwd=git_cwd,
+            since=_as_moment(since, "since"), until=_as_moment(until, "until"),
         )  # fmt: skip
 
 
@@ -766,6 +811,8 @@ def _train(
     families: Sequence[Family] | None,
     progress: ProgressCallback | None,
     git_cwd: Path | str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> TrainResult:
     started = time.monotonic()
     validate_experiment_name(experiment)
@@ -777,7 +824,11 @@ def _train(
         raise MlopsError(f"cv_folds must be at least 2, got {cv_folds!r}.")
     if max_rows is not None and max_rows < MIN_ROWS:
         raise MlopsError(f"max_rows must be at least {MIN_ROWS}, got {max_rows!r}.")
-    data, target = _load_data(warehouse, dataset, target, features=features, slices=slices, max_rows=max_rows, seed=seed)
+    if since is not None and until is not None and since >= until:
+        raise MlopsError(f"since ({since:%Y-%m-%d %H:%M}) must be before until ({until:%Y-%m-%d %H:%M}).")
+    data, target = _load_data(
+        warehouse, dataset, target, features=features, slices=slices, max_rows=max_rows, seed=seed, since=since, until=until
+    )
     metric = metric or DEFAULT_METRIC[data.task]
     if metric not in TASK_METRICS[data.task]:
         raise MlopsError(
@@ -876,6 +927,8 @@ def _train(
             "time_column": data.time_column,
             "labelled_rows": data.labelled_rows,
             "rows_used": len(data.frame),
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
             "train": _period(split.train, data.time_column),
             "validation": _period(split.validation, data.time_column),
             "holdout": _period(split.holdout, data.time_column),

@@ -737,6 +737,9 @@ class Warehouse:
         with self._locked():
             connection = duckdb.connect(self._key)
             try:
+                # Every stored time is UTC: the server's own time zone must not shift naive TIMESTAMP
+                # columns compared with aware datetimes (TZ=America/New_York moved them by 4 h).
+                connection.execute("SET TimeZone = 'UTC'")
                 if check_migrations and self._needs_migration_check():
                     self._apply_migrations(connection)
                 session = _Session(connection)
