@@ -14,6 +14,7 @@ from mlops_app import promotion, sharing
 from mlops_app.auth import ACTIONS, Identity
 from mlops_app.errors import MlopsError
 from mlops_app.metric_catalog import metric_info
+from mlops_app.status import Status
 from mlops_app.ui import navigation, state, theme
 
 FLASH = "model_review_flash"
@@ -159,6 +160,11 @@ drift_state, drift_sentence = state.cached(view.drift_status, warehouse, review.
 theme.status_badge(drift_state)
 st.markdown(drift_sentence)
 st.caption("Drift: how far the data the model sees in service moved from what it was trained on. Read-only here; the monitoring job computes it.")
+if not shared and drift_state is not Status.UNKNOWN:
+    navigation.link(
+        "monitoring", f"Open the live monitoring of {review.model.name}", query={"model": review.model.name},
+        help="KPIs against their targets, drift per input, and the alerts (with the retraining they started), day by day.",
+    )  # fmt: skip
 
 # --- History --------------------------------------------------------------------------------
 st.subheader("History")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mlops_app.overview import dataset_summaries, headline, model_portfolio, recent_activity
-from mlops_app.ui import state, theme
+from mlops_app.ui import navigation, state, theme
 
 warehouse, registry = state.warehouse(), state.registry()
 models = state.cached(model_portfolio, registry, warehouse)
@@ -29,15 +29,17 @@ for model in models:
         status=model.status,
         verdict=model.verdict,
     )
-    middle.metric(
-        model.key_metric_label,
-        model.key_metric_value,
-        help=(model.key_metric_help + " Measured on the holdout test: data the model never saw in training.").strip(),
+    where = "Measured live on the latest labelled predictions." if model.monitored else (
+        "Measured on the holdout test: data the model never saw in training."
     )
+    middle.metric(model.key_metric_label, model.key_metric_value, help=f"{model.key_metric_help} {where}".strip())
     champion = f"version {model.champion}" if model.champion else "none yet"
     right.metric("Champion (serving)", champion, help="The version that makes the real decisions today.")
     challenger = f"version {model.challenger}" if model.challenger else "none"
     right.caption(f"Challenger (under evaluation): {challenger}. {model.versions} versions registered.")
+    if model.monitored:
+        with right:
+            navigation.link("monitoring", "Live monitoring", query={"model": model.name}, help="KPIs, drift and alerts per day.")
 
 st.subheader("Datasets")
 if not datasets:

@@ -83,3 +83,15 @@ def test_a_live_replay_process_is_stopped_before_a_reset_and_a_dead_one_reads_as
     path.write_text(json.dumps(state))
     interrupted = history_progress(settings)
     assert interrupted.status == "interrupted" and "mlops-app demo" in interrupted.message
+
+
+def test_the_readme_monitoring_example_is_the_demo_s_settings():
+    from pathlib import Path
+
+    from mlops_app.demo_monitoring import GRADER_MONITORING_YAML
+    from mlops_app.monitoring import monitor_config_from_yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme[readme.index("```yaml\nmodel: apple-grader") + len("```yaml\n"):]
+    example = example[: example.index("```")]
+    assert monitor_config_from_yaml(example) == monitor_config_from_yaml(GRADER_MONITORING_YAML)

@@ -88,3 +88,19 @@ def test_stale_dataset_is_watch(tmp_path):
     assert fresh[0].status is Status.HEALTHY and "12 hours old" in fresh[0].verdict
     late = dataset_summaries(warehouse, now=datetime(2026, 12, 24, tzinfo=UTC))
     assert late[0].status is Status.WATCH and "23 days old" in late[0].verdict
+
+
+def test_a_monitored_model_shows_its_live_status_and_kpi(use_monitored_home):
+    from mlops_app.monitoring import model_status
+
+    registry, warehouse = _stores(load_settings())
+    models = {m.name: m for m in model_portfolio(registry, warehouse)}
+    grader, sugar = models["apple-grader"], models["sugar-estimator"]
+    status, sentence = model_status(warehouse, "apple-grader")
+    assert grader.monitored and grader.status is status and status in (Status.WATCH, Status.ACT)
+    assert grader.verdict == sentence.removeprefix(f"{status.word}: ") and "alert" in grader.verdict
+    # The key metric is a live KPI over the last days, dated, not the holdout figure at release.
+    assert grader.key_metric_label.startswith("Share of ") and "(as of 2026-09-0" in grader.key_metric_label
+    assert grader.key_metric_value.endswith("%") and ("target" in grader.key_metric_help or "limit" in grader.key_metric_help)
+    assert not sugar.monitored and "holdout" in sugar.verdict
+    assert headline(list(models.values()), [])[0] is status

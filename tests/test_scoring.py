@@ -73,6 +73,9 @@ def test_repeated_ids_and_unknown_models_are_refused(home):
     with pytest.raises(PermissionDeniedError, match="viewer"):
         score_frame(home.warehouse, home.registry, MODEL, frame.drop_duplicates("fruit_id"), VIEWER)
     assert _count(home, "predictions") == 0
+    with pytest.raises(PermissionDeniedError, match=r"has the viewer role, and .* needs the reviewer role"):
+        record_labels(home.warehouse, home.registry, MODEL, pd.DataFrame({"fruit_id": ["x"], "is_bad": [True]}), VIEWER)
+    assert _count(home, "labels") == 0 and _count(home, "labels_unmatched") == 0
 
 
 def test_a_csv_file_is_scored_with_numbers_read_from_text(home, tmp_path):

@@ -37,6 +37,8 @@ ACTIONS: dict[str, str] = {
     "register_dataset": "reviewer",
     "train_model": "reviewer",
     "apply_features": "reviewer",
+    "score_batch": "reviewer",
+    "record_labels": "reviewer",
     "approve_promotion": "approver",
     "reject_promotion": "approver",
     "rollback": "approver",
@@ -49,7 +51,7 @@ ACTIONS: dict[str, str] = {
 
 ROLE_DESCRIPTIONS = {
     "viewer": "reads every page",
-    "reviewer": "also loads data, defines features, trains and registers models, requests promotions, acknowledges alerts",
+    "reviewer": "also loads data, defines features, trains and registers models, scores batches and records labels, requests promotions, acknowledges alerts",
     "approver": "also approves or rejects promotions and rolls back",
     "admin": "also overrides failed gates and edits data checks",
 }

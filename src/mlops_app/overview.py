@@ -34,6 +34,7 @@ class ModelSummary:
     key_metric_help: str
     status: Status
     verdict: str
+    monitored: bool = False  # live monitoring has judged it: status, verdict and key metric are the live ones
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,33 @@ def _release_verdict(version: ModelVersion) -> tuple[Status, str, str, str, str]
     )
 
 
+def _monitored_models(warehouse: Warehouse) -> set[str]:
+    return set(warehouse.query("SELECT DISTINCT model FROM monitor_windows WHERE rows > 0")["model"])
+
+
+def _live_verdict(warehouse: Warehouse, model: str) -> tuple[Status, str, str, str, str]:
+    """Status, sentence and the first judged KPI of a monitored model (see monitoring.model_status)."""
+    from mlops_app.monitoring import kpi_tiles, model_status
+
+    status, sentence = model_status(warehouse, model)
+    sentence = sentence.removeprefix(f"{status.word}: ")
+    judged = [tile for tile in kpi_tiles(warehouse, model) if tile.met is not None] or kpi_tiles(warehouse, model)
+    if not judged:
+        return status, sentence, "Key metric", "n/a", ""
+    tile = judged[0]
+    period = f" (as of {tile.window_end:%Y-%m-%d})" if tile.window_end else ""
+    return status, sentence, f"{tile.label}{period}", tile.value_text, f"{tile.help} Live: {tile.target_text}."
+
+
 def model_portfolio(registry: Registry, warehouse: Warehouse) -> list[ModelSummary]:
     """Every registered model with its champion, key metric and status.
 
-    The status is the live one when monitoring has opened alerts (any open alert of severity
-    ``act`` is Act, otherwise Watch); else it is judged from the champion's holdout test.
+    A model monitored live takes its status, sentence and key metric from monitoring (the
+    latest window, the KPIs against their targets and the alerts still open). Otherwise the
+    status is judged from the champion's holdout test, made worse by any open alert.
     """
     alerts = _open_alerts(warehouse)
+    monitored = _monitored_models(warehouse)
     summaries = []
     for model in registry.list_models():
         champion = model.aliases.get("champion")
@@ -129,7 +150,9 @@ def model_portfolio(registry: Registry, warehouse: Warehouse) -> list[ModelSumma
                     "n/a",
                     "",
                 )
-        if open_alerts:
+        if champion is not None and model.name in monitored:
+            status, verdict, label, value, help_text = _live_verdict(warehouse, model.name)
+        elif open_alerts:
             status = Status.ACT if "act" in open_alerts else Status.WATCH
             verdict = f"{len(open_alerts)} open alert{'s' if len(open_alerts) > 1 else ''} from live monitoring. " + verdict
         summaries.append(
@@ -145,6 +168,7 @@ def model_portfolio(registry: Registry, warehouse: Warehouse) -> list[ModelSumma
                 key_metric_help=help_text,
                 status=status,
                 verdict=verdict,
+                monitored=model.name in monitored,
             )
         )
     return summaries

@@ -549,13 +549,13 @@ def score_frame(
         A :class:`ScoreResult`.
 
     Raises:
-        PermissionDeniedError: the identity may not load data (reviewer and up).
+        PermissionDeniedError: the identity may not score batches (reviewer and up).
         ScoringInputError: a missing column, a value of the wrong type, an empty or
             repeated id, a bad time; the message names every column. Nothing is logged.
         NotFoundError, InvalidNameError, IntegrityError: see :func:`load_version`.
         MlopsError: the model failed on the rows. Nothing is logged.
     """
-    require(identity, "ingest_data")
+    require(identity, "score_batch")
     started = time.monotonic()
     spec, estimator = load_version(warehouse, registry, model)
     id_column = _default_column(id_column, spec.id_column, frame)
@@ -799,11 +799,11 @@ def record_labels(
         A :class:`LabelResult` whose ``message`` reports unknown ids.
 
     Raises:
-        PermissionDeniedError: the identity may not load data (reviewer and up).
+        PermissionDeniedError: the identity may not record labels (reviewer and up).
         ScoringInputError: a missing column, or a value that is not a class of the model.
         NotFoundError: no such model.
     """
-    require(identity, "ingest_data")
+    require(identity, "record_labels")
     validate_name(model)
     spec, _ = load_version(warehouse, registry, model)
     columns = list(map(str, frame.columns))
