@@ -95,3 +95,25 @@ def test_the_readme_monitoring_example_is_the_demo_s_settings():
     example = readme[readme.index("```yaml\nmodel: apple-grader") + len("```yaml\n"):]
     example = example[: example.index("```")]
     assert monitor_config_from_yaml(example) == monitor_config_from_yaml(GRADER_MONITORING_YAML)
+
+
+def test_starting_the_season_over_clears_the_history_and_withdraws_the_job_s_undecided_review(monitored_home, tmp_path):
+    from mlops_app.alerts import MONITOR_IDENTITY
+    from mlops_app.demo_monitoring import reset_demo_monitoring
+    from mlops_app.promotion import PENDING, list_requests
+    from mlops_app.registry import Registry
+
+    settings = copy_of(monitored_home, tmp_path)
+    registry = Registry(settings.registry_path)
+    [waiting] = list_requests(registry, "apple-grader", status=PENDING)
+    assert waiting.requested_by == MONITOR_IDENTITY.email
+    reset_demo_monitoring(settings)
+    warehouse = Warehouse.from_settings(settings)
+    for table in ("predictions", "labels", "monitor_windows", "alerts"):
+        assert warehouse.query_one(f"SELECT count(*) FROM {table}")[0] == 0, table
+    assert history_progress(settings) is None and list_requests(registry, "apple-grader", status=PENDING) == []
+    # The replay starts again on 4 August, and its first alert can retrain at once.
+    replayed = live_replay(settings, 0.0, days=2)
+    assert [day.day for day in replayed] == [date(2026, 8, 4), date(2026, 8, 5)]
+    [again] = list_requests(registry, "apple-grader", status=PENDING)
+    assert again.version > waiting.version and again.requested_by == MONITOR_IDENTITY.email

@@ -370,15 +370,23 @@ def start_history_in_background(settings: Settings) -> int | None:
 def reset_demo_monitoring(settings: Settings) -> None:
     """Remove the demo's predictions, labels and monitoring results, so the season can be replayed again.
 
-    Registered versions (e.g. retrained challengers) and promotion requests stay.
+    Registered versions (e.g. retrained challengers) and decided requests stay; a review the
+    monitoring job asked for and nobody decided yet is withdrawn, so the replayed alerts can
+    retrain again instead of waiting for it.
 
     Raises:
         MlopsError: the home is not a demo home.
     """
+    from mlops_app.alerts import MONITOR_IDENTITY
     from mlops_app.demo import is_demo_home
+    from mlops_app.promotion import PENDING, list_requests, withdraw
 
     if not is_demo_home(settings.home_path):
         raise MlopsError(f"{settings.home_path} is not a demo home; its monitoring history is not the demo's to delete.")
+    registry = Registry(settings.registry_path, lock_timeout=settings.lock_timeout_seconds)
+    for request in list_requests(registry, DEMO_MODEL, status=PENDING):
+        if request.requested_by == MONITOR_IDENTITY.email:
+            withdraw(settings, registry, DEMO_MODEL, request.id, MONITOR_IDENTITY, reason="The demo season replay starts over.")
     warehouse = Warehouse.from_settings(settings)
     with warehouse.transaction() as connection:
         for table in ("predictions", "labels", "labels_unmatched", "monitor_windows", "drift_results", "performance_windows", "model_kpis", "alerts"):
