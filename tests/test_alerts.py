@@ -194,6 +194,11 @@ def test_the_loop_drift_alert_retrain_challenger_review_on_the_demo(demo_home, t
     assert model.aliases["challenger"] == new_version and model.aliases["champion"] == 2
     card = registry.get_version("apple-grader", new_version).card
     assert card["author"] == MONITOR_IDENTITY.email and alert.alert_id in card["description"]
+    # What people wrote on the champion's card carries over; the training period is the new one's own.
+    champion_card = registry.get_version("apple-grader", 2).card["extra"]
+    for key in ("predicts", "intended_use", "targets", "key_metric"):
+        assert card["extra"][key] == champion_card[key], key
+    assert "limits" not in card["extra"] and card["extra"]["split"]["until"].startswith("2026-08-15T00:00")
     [request] = list_requests(registry, "apple-grader", status=PENDING)
     assert (request.id, request.version, request.requested_by) == (alert.promotion_request_id, new_version, MONITOR_IDENTITY.email)
     assert model_status(warehouse, "apple-grader")[0] in (Status.WATCH, Status.ACT)

@@ -443,6 +443,20 @@ def _request_review(
     return request.id
 
 
+# What people wrote on the champion's card that still holds for its retrained successor: what it
+# predicts, for whom, its use, and the targets and key metric the business judges it by. Its
+# limits and training period do not carry over: the record states the new ones.
+CARRIED_CARD_FIELDS = ("predicts", "for_whom", "intended_use", "targets", "key_metric", "metric_units")
+
+
+def _carried_card(registry: Registry, model: str) -> dict[str, Any]:
+    champion = registry.get_model(model).aliases.get(CHAMPION)
+    if champion is None:
+        return {}
+    extra = registry.get_version(model, champion).card.get("extra") or {}
+    return {key: extra[key] for key in CARRIED_CARD_FIELDS if extra.get(key) not in (None, "", {})}
+
+
 def _train_kwargs(plan: RetrainPlan, identity: Identity) -> dict[str, Any]:
     return {
         "dataset": plan.dataset, "target": plan.target, "experiment": plan.experiment, "identity": identity,
@@ -518,6 +532,7 @@ def process_retraining(
             version = register_run_model(
                 warehouse, registry, result.winner_run_id, plan.model, identity,
                 description=f"Retrained by the monitoring job after alert {alert_id}: {message}",
+                card=_carried_card(registry, plan.model),
             )  # fmt: skip
             registry.set_alias(
                 plan.model, CHALLENGER, version.version, actor=identity.email,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -548,12 +548,18 @@ def register_run_model(
     identity: Identity,
     *,
     description: str = "",
+    card: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Register the model a run logged as the next version of ``model_name``.
 
     The card carries the run's holdout metrics (its latest metrics when it has no holdout),
     the per-slice holdout metrics, params, dataset fingerprint, features, input schema and
     run id. The run is tagged ``registered_as = model/version``.
+
+    Args:
+        card: card fields people wrote (``predicts``, ``intended_use``, ``targets``,
+            ``key_metric``...), e.g. carried over from the version it is meant to replace;
+            they win over what the run records.
 
     Raises:
         PermissionDeniedError: the identity's role may not register models.
@@ -588,6 +594,7 @@ def register_run_model(
     }
     if tags.get("selection_metric"):
         extra["key_metric"] = tags["selection_metric"]
+    extra.update(card or {})
     version = registry.register_version(
         model_name,
         estimator,
