@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = "../pages/data_quality.py"
 
 
 def _build_home(home: Path, days: int, apples_per_day: int) -> tuple[int, float]:
@@ -50,10 +46,6 @@ def _build_home(home: Path, days: int, apples_per_day: int) -> tuple[int, float]
     return len(results), time.perf_counter() - started
 
 
-def _median_ms(timings: list[float]) -> str:
-    return f"median {statistics.median(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=200)
@@ -66,47 +58,20 @@ def main() -> None:
         os.environ["MLOPS_APP_HOME"] = str(home)
         deliveries, ingest_seconds = _build_home(home, args.days, args.apples_per_day)
 
-        import streamlit as st
-        from streamlit.testing.v1 import AppTest
+        from page_timing import print_timings, time_page
 
         from mlops_app.quality import list_batches
         from mlops_app.warehouse import Warehouse
 
         batches = len(list_batches(Warehouse(home / "warehouse.duckdb"), "apple_harvest"))
-        baseline_script = Path(scratch) / "baseline.py"
-        baseline_script.write_text("import streamlit as st\nst.title('baseline')\n")
-        baseline_app = AppTest.from_file(str(baseline_script), default_timeout=120)
-        baseline = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            baseline_app.run()
-            baseline.append(time.perf_counter() - started)
 
-        # Open the page once (the entry script renders the overview first), then time reruns of it.
-        app = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
-        started = time.perf_counter()
-        app.switch_page(PAGE).run()
-        first = time.perf_counter() - started
-        assert not app.exception, app.exception
-        assert len(app.dataframe[1].value) == batches, "the deliveries table should list every batch"
-        cold, warm = [], []
-        for timings, clear in ((cold, True), (warm, False)):
-            for _ in range(args.runs):
-                if clear:
-                    st.cache_data.clear()
-                started = time.perf_counter()
-                app.run()
-                timings.append(time.perf_counter() - started)
-                assert not app.exception, app.exception
+        def check(app) -> None:
+            assert len(app.dataframe[1].value) == batches, "the deliveries table should list every batch"
 
-    base = statistics.median(baseline)
+        timings = time_page("data_quality", Path(scratch), args.runs, check=check)
+
     print(f"home: {deliveries} deliveries ingested in {ingest_seconds:.1f} s; {batches} batches listed")
-    print(f"baseline one-line page: {_median_ms(baseline)}")
-    print(f"data quality page, first open in a session: {first * 1000:.0f} ms")
-    for name, timings in (("data quality page cold (cache cleared)", cold), ("data quality page warm (cached)", warm)):
-        median = statistics.median(timings)
-        verdict = "within" if median < 1.0 else "OVER"
-        print(f"{name}: {_median_ms(timings)}, {median / base:.1f}x baseline, {verdict} the 1 s target")
+    print_timings("data quality page", timings)
 
 
 if __name__ == "__main__":

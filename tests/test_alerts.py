@@ -147,6 +147,8 @@ def test_an_alert_retrains_a_challenger_for_review_and_the_next_alert_waits_for_
     kpi = [get_alert(home.warehouse, alert_id) for alert_id in report.runs[0].opened_alerts]
     assert {alert.kind for alert in kpi} == {"kpi"} and {alert.retrain_status for alert in kpi} == {"skipped"}
     assert f"version 2 already waits for review to become champion (request {request.id}" in kpi[0].retrain_detail
+    # A skipped alert points at the review that holds it back, so the page can link it.
+    assert {(alert.challenger_version, alert.promotion_request_id) for alert in kpi} == {(2, request.id)}
     assert len(home.registry.list_versions(MODEL)) == 2
 
     # The approver turns version 2 down: the next run retrains once, for the newest alert still waiting.
@@ -155,6 +157,7 @@ def test_an_alert_retrains_a_challenger_for_review_and_the_next_alert_waits_for_
     after = {alert.alert_id: get_alert(home.warehouse, alert.alert_id) for alert in kpi}
     newest = max(kpi, key=lambda alert: (alert.opened_at, alert.alert_id)).alert_id
     assert after[newest].retrain_status == "done" and after[newest].challenger_version == 3
+    assert {after[alert_id].challenger_version for alert_id in after if alert_id != newest} == {2}  # still what held them
     assert all(alert.retrain_status == "skipped" for alert_id, alert in after.items() if alert_id != newest)
     [second] = list_requests(home.registry, MODEL, status=PENDING)
     assert (second.version, second.id) == (3, after[newest].promotion_request_id)

@@ -82,7 +82,7 @@ def test_each_closed_window_is_computed_once_and_a_second_run_changes_nothing(tm
 
 def test_labels_arriving_days_later_judge_the_kpis_and_the_page_reads_it_all(tmp_path):
     home = build_home(tmp_path / "home")
-    frames = score_days(home, DAYS[:3], rows=600)
+    score_days(home, DAYS[:3], rows=600)
     until = midnight(DAYS[2][0] + timedelta(days=1))
     run_monitor(home.settings, MODEL, until=until, retrain=False)
     assert home.warehouse.query_one("SELECT count(*) FROM model_kpis WHERE met IS NOT NULL")[0] == 0  # no labels yet

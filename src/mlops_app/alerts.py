@@ -115,7 +115,13 @@ class Breach:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert as stored."""
+    """An alert as stored.
+
+    Attributes:
+        challenger_version, promotion_request_id: the version its retraining registered and
+            the review it asked for; while its retraining is skipped, the version (and request)
+            already waiting for review that holds it back.
+    """
 
     alert_id: str
     model: str
@@ -409,27 +415,32 @@ def _process_alive(detail: str | None) -> bool:
     return process_alive(pid)
 
 
-def _waiting_challenger(registry: Registry, warehouse: Warehouse, model: str) -> str | None:
+def _waiting_challenger(registry: Registry, warehouse: Warehouse, model: str) -> tuple[str, int | None, str | None] | None:
     """Why a new retraining would be redundant now, or None.
 
     A retraining is running for another alert, or a version already waits for review to
     become champion (whoever asked): reviewers judge one change at a time, and a second
     challenger would only make the pending request stale.
+
+    Returns:
+        (reason, the waiting version, its promotion request id); both None while another
+        alert's retraining runs.
     """
     rows = warehouse.query(
         "SELECT alert_id, retrain_detail FROM alerts WHERE model = $1 AND retrain_status = 'running'", [model]
     )
     for alert_id, detail in rows.itertuples(index=False, name=None):
         if _process_alive(detail):
-            return f"retraining for alert {alert_id} is already running"
+            return f"retraining for alert {alert_id} is already running", None, None
     from mlops_app.promotion import PENDING, list_requests
 
     for request in list_requests(registry, model, status=PENDING):
         if request.alias == CHAMPION:
-            return (
+            reason = (
                 f"version {request.version} already waits for review to become champion (request {request.id}, asked by "
                 f"{request.requested_by}); approve or reject it first, so reviewers judge one change at a time"
             )
+            return reason, request.version, request.id
     return None
 
 
@@ -510,7 +521,10 @@ def process_retraining(
             [plan.model, RETRAIN_SKIPPED],
         )
         if revived is not None:
-            _set_retrain(warehouse, revived[0], RETRAIN_REQUESTED, "Retrying: the review that held this retraining back is decided.")
+            _set_retrain(
+                warehouse, revived[0], RETRAIN_REQUESTED, "Retrying: the review that held this retraining back is decided.",
+                challenger_version=None, promotion_request_id=None,
+            )  # fmt: skip
     requested = warehouse.query(
         "SELECT alert_id, message FROM alerts WHERE model = $1 AND retrain_status = 'requested' ORDER BY opened_at",
         [plan.model],
@@ -518,8 +532,12 @@ def process_retraining(
     for alert_id, message in requested.itertuples(index=False, name=None):
         busy = _waiting_challenger(registry, warehouse, plan.model)
         if busy is not None:
-            text = f"Retraining not started: {busy}."
-            _set_retrain(warehouse, alert_id, RETRAIN_SKIPPED, text)
+            reason, waiting_version, waiting_request = busy
+            text = f"Retraining not started: {reason}."
+            # The version it waits for is recorded, so the alert links the review that holds it back.
+            _set_retrain(
+                warehouse, alert_id, RETRAIN_SKIPPED, text, challenger_version=waiting_version, promotion_request_id=waiting_request
+            )  # fmt: skip
             messages.append(f"{plan.model}: alert {alert_id}: {text}")
             continue
         _set_retrain(

@@ -86,7 +86,9 @@ from mlops_app.warehouse import Warehouse, quote_identifier
 LOG = logging.getLogger("mlops_app.monitoring")
 
 __all__ = [
+    "HTML_SUFFIX",
     "PREDICTION_FEATURE",
+    "SNAPSHOT_SUFFIX",
     "FeatureDrift",
     "KpiSpec",
     "KpiTile",
@@ -100,6 +102,7 @@ __all__ = [
     "model_status",
     "monitor_config_path",
     "monitored_models",
+    "report_file",
     "run_monitor",
     "save_monitor_config",
     "window_history",
@@ -1491,6 +1494,8 @@ class KpiTile:
     Attributes:
         delta: value minus the target bound it is held to (positive is better for a
             ``min`` target, negative for a ``max``); None without a value.
+        target_min, target_max: the bounds it is held to (a minimum to reach, a limit not to
+            pass); the delta is taken against ``target_min`` when both are set.
         met: None when not judged yet (too few labels).
         help: what the KPI means, for a tooltip.
     """
@@ -1507,6 +1512,8 @@ class KpiTile:
     labelled_rows: int
     window_end: datetime | None
     help: str
+    target_min: float | None = None
+    target_max: float | None = None
 
     @property
     def status(self) -> Status:
@@ -1566,7 +1573,7 @@ def kpi_tiles(warehouse: Warehouse, model: str) -> list[KpiTile]:
             KpiTile(
                 kpi=kpi, kind=kind, label=label, value=value, value_text=_value_text(value, (low, high), unit),
                 target_text=describe_target(target, unit), met=met, delta=delta, unit=unit, labelled_rows=int(labelled or 0),
-                window_end=_utc(end) if end is not None else None, help=info_help + judged,
+                window_end=_utc(end) if end is not None else None, help=info_help + judged, target_min=low, target_max=high,
             )
         )  # fmt: skip
     return tiles

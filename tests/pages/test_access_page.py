@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/access.py"
+from tests.pages.apptest import open_page
 
 
 def _run_access() -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    return at
+    return open_page("access", check=False)
 
 
 def test_admin_sees_who_has_which_role(use_demo_home, monkeypatch):

@@ -18,22 +18,14 @@ from mlops_app.demo import build_demo
 from mlops_app.quality import checks_path, list_batches
 from mlops_app.reports import report_path
 from mlops_app.warehouse import Warehouse
+from tests.pages.apptest import open_page
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/data_quality.py"
 TINY_DEMO = {"MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40", "MLOPS_APP_DEMO_TRIALS": "3"}
 DATASET = "apple_harvest"
 
 
 def _open(query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    for name, value in (query or {}).items():
-        at.query_params[name] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("data_quality", query)
 
 
 def _text(at: AppTest) -> str:

@@ -14,20 +14,14 @@ from mlops_app.experiments import RunFilter, runs_page
 from mlops_app.registry import Registry
 from mlops_app.tracking import FAILED, start_run
 from mlops_app.warehouse import Warehouse
+from tests.pages.apptest import open_page
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/experiments.py"
 GRADER = "apple-grader-search"
 TINY_DEMO = {"MLOPS_APP_DEMO_DAYS": "70", "MLOPS_APP_DEMO_APPLES_PER_DAY": "40", "MLOPS_APP_DEMO_TRIALS": "3"}
 
 
 def _open(**query: str) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=90).run()
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("experiments", query)
 
 
 def _text(at: AppTest) -> str:

@@ -12,20 +12,14 @@ from mlops_app.auth import local_identity
 from mlops_app.config import load_settings
 from mlops_app.features import apply_features, features_folder, load_definitions
 from mlops_app.warehouse import Warehouse
+from tests.pages.apptest import open_page
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/features.py"
 DEMO_FEATURES = 13
 STATUS_WORDS = ("Healthy", "Watch", "Act", "Not checked")
 
 
 def _open(feature: str | None = None) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60).run()
-    if feature is not None:
-        at.query_params["feature"] = feature
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("features", {"feature": feature})
 
 
 def _text(at: AppTest) -> str:

@@ -20,9 +20,8 @@ from mlops_app.config import load_settings
 from mlops_app.errors import PermissionDeniedError
 from mlops_app.registry import Registry
 from mlops_app.warehouse import Warehouse
+from tests.pages.apptest import open_page
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/model_review.py"
 MODEL = "grader"
 REVIEWER = Identity("rita@example.com", "Rita", "reviewer", "local")
 ADMIN = Identity("ada@example.com", "Ada", "admin", "local")
@@ -57,13 +56,7 @@ def tiny_home(tmp_path, monkeypatch) -> Path:
 
 
 def _open(model: str | None, version: str | None, share: str | None = None) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=90).run()
-    for key, value in (("model", model), ("version", version), ("share", share)):
-        if value is not None:
-            at.query_params[key] = value
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("model_review", {"model": model, "version": version, "share": share})
 
 
 def _text(at: AppTest) -> str:
@@ -204,3 +197,12 @@ def test_tampered_or_foreign_share_link_shows_only_the_error(tiny_home):
     at = _open(MODEL, "1", share=token)
     assert "opens the review of grader version 2, not grader version 1" in at.error[0].value
     assert not at.dataframe
+
+
+def test_review_of_a_retrained_challenger_links_its_alert_and_the_live_monitoring(use_monitored_home):
+    at = _open("apple-grader", "4")
+    text = _text(at)
+    assert "Retrained automatically after alert alert-" in text  # why this version exists (the request's reason)
+    assert "Not monitored yet" not in text and "alert" in text
+    links = {(link.proto.label, link.proto.page) for link in at.get("page_link")}
+    assert ("Open the live monitoring of apple-grader", "monitoring") in links, links

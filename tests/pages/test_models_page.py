@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
@@ -11,18 +10,11 @@ from mlops_app.config import load_settings
 from mlops_app.promotion import champion_history, champion_on
 from mlops_app.registry import Registry
 from mlops_app.warehouse import Warehouse
-
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGE = "../pages/models.py"
+from tests.pages.apptest import open_page
 
 
 def _open(model: str | None = None) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60).run()
-    if model is not None:
-        at.query_params["model"] = model
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("models", {"model": model})
 
 
 def _text(at: AppTest) -> str:

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
 from mlops_app.warehouse import Warehouse
-
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+from tests.pages.apptest import open_page
 
 
 def _run() -> AppTest:
-    return AppTest.from_file(ENTRY, default_timeout=60).run()
+    return open_page(None, check=False)
 
 
 def test_overview_shows_the_demo_portfolio(use_demo_home):
@@ -112,3 +109,12 @@ def test_local_identity_answers_only_on_this_machine(use_demo_home, monkeypatch)
     monkeypatch.setenv("MLOPS_APP_ALLOW_REMOTE_LOCAL_IDENTITY", "true")
     at = _run()
     assert at.title[0].value == "Overview"
+
+
+def test_a_monitored_model_links_to_its_live_monitoring(use_monitored_home):
+    at = _run()
+    assert not at.exception, at.exception
+    links = {(link.proto.label, link.proto.page) for link in at.get("page_link")}
+    assert ("Live monitoring", "monitoring") in links, links
+    labels = [metric.label for metric in at.metric]
+    assert any(label.startswith("Share of ") and "(as of 2026-09-0" in label for label in labels), labels

@@ -25,6 +25,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("features", "features.py", "Features", ":material/category:"),
     PageSpec("models", "models.py", "Models", ":material/deployed_code:"),
     PageSpec("model_review", "model_review.py", "Model review", ":material/rate_review:"),
+    PageSpec("monitoring", "monitoring.py", "Monitoring", ":material/monitor_heart:"),
     PageSpec("experiments", "experiments.py", "Experiments", ":material/science:"),
     PageSpec("access", "access.py", "Access", ":material/admin_panel_settings:"),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 import plotly.graph_objects as go
 import plotly.io as pio
