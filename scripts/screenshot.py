@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the overview page: docs/overview.png.
+"""Take the README's screenshots: the overview page (docs/overview.png) or another page.
 
 Builds the demo in a temporary home (or uses MLOPS_APP_HOME if it holds one), serves the
 dashboard on a free loopback port and photographs it in headless Chromium.
@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "overview.png")
     parser.add_argument("--path", default="/", help="page to photograph, e.g. / or /data_quality")
+    parser.add_argument("--max-height", type=int, default=4000, help="cut the picture at this many pixels (1600 for the README's Monitoring page)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -44,10 +45,10 @@ def main() -> None:
             page.wait_for_timeout(1500)  # let the fonts and the badges settle
             # Streamlit scrolls inside its main block, so grow the window to the content instead.
             height = page.evaluate("document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight")
-            page.set_viewport_size({"width": 1400, "height": min(int(height) + 120, 4000)})
+            page.set_viewport_size({"width": 1400, "height": min(int(height) + 120, args.max_height)})
             page.wait_for_timeout(500)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.out), full_page=True)
+            page.screenshot(path=str(args.out), clip={"x": 0, "y": 0, "width": 1400, "height": min(int(height) + 120, args.max_height)})
             browser.close()
     print(f"wrote {args.out}")
 
