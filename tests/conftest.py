@@ -40,13 +40,18 @@ def demo_home(tmp_path_factory) -> Path:
     return home
 
 
+def _point_settings_at(monkeypatch, home: Path) -> Path:
+    """Point the settings of this test at `home`, a small demo (its size settings included)."""
+    monkeypatch.setenv("MLOPS_APP_HOME", str(home))
+    for name, value in SMALL_DEMO.items():
+        monkeypatch.setenv(name, value)
+    return home
+
+
 @pytest.fixture
 def use_demo_home(monkeypatch, demo_home) -> Path:
     """Point the settings of this test at the shared demo home."""
-    monkeypatch.setenv("MLOPS_APP_HOME", str(demo_home))
-    for name, value in SMALL_DEMO.items():
-        monkeypatch.setenv(name, value)
-    return demo_home
+    return _point_settings_at(monkeypatch, demo_home)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +71,4 @@ def monitored_home(demo_home, tmp_path_factory) -> Path:
 @pytest.fixture
 def use_monitored_home(monkeypatch, monitored_home) -> Path:
     """Point the settings of this test at the shared monitored demo home."""
-    monkeypatch.setenv("MLOPS_APP_HOME", str(monitored_home))
-    for name, value in SMALL_DEMO.items():
-        monkeypatch.setenv(name, value)
-    return monitored_home
+    return _point_settings_at(monkeypatch, monitored_home)

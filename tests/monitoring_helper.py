@@ -26,7 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_app.auth import Identity
 from mlops_app.config import Settings, load_settings
-from mlops_app.datasets import Dataset, columns_from_frame, register_dataset
+from mlops_app.datasets import BATCH_COLUMN, Dataset, columns_from_frame, create_dataset_table
 from mlops_app.registry import Registry
 from mlops_app.warehouse import Warehouse
 
@@ -112,10 +112,7 @@ def build_home(home: Path, *, monitoring_yaml: str | None = MONITORING_YAML, web
         target="is_bad", id_column="fruit_id", time_column="measured_at",
     )  # fmt: skip
     with warehouse.transaction() as connection:
-        register_dataset(warehouse, dataset, con=connection)
-        connection.register("fruit_frame", frame)
-        connection.execute("CREATE TABLE ds_fruit AS SELECT *, 'b0' AS _batch_id FROM fruit_frame")
-        connection.unregister("fruit_frame")
+        create_dataset_table(connection, warehouse, dataset, frame.assign(**{BATCH_COLUMN: "b0"}))
     pipeline = Pipeline(
         [
             ("prepare", ColumnTransformer([("n", StandardScaler(), NUMERIC), ("c", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)])),
@@ -217,10 +214,7 @@ def build_wide_home(home: Path, *, reference_rows: int, sample_rows: int) -> tup
         target="is_bad", id_column="row_id", time_column="at",
     )  # fmt: skip
     with warehouse.transaction() as connection:
-        register_dataset(warehouse, dataset, con=connection)
-        connection.register("wide_frame", frame)
-        connection.execute("CREATE TABLE ds_wide AS SELECT *, 'b0' AS _batch_id FROM wide_frame")
-        connection.unregister("wide_frame")
+        create_dataset_table(connection, warehouse, dataset, frame.assign(**{BATCH_COLUMN: "b0"}))
     features = [*numeric, *categorical]
     pipeline = Pipeline(
         [

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 from mlops_app.auth import Identity
-from mlops_app.datasets import Dataset, columns_from_frame, register_dataset
+from mlops_app.datasets import Dataset, columns_from_frame, create_dataset_table
 from mlops_app.errors import MlopsError, NotFoundError
 from mlops_app.experiments import run_results
 from mlops_app.tracking import load_run_model
@@ -44,22 +44,20 @@ def make_orchard(rows: int = 400, seed: int = 1) -> pd.DataFrame:
     )
 
 
-def load_dataset(warehouse: Warehouse, name: str, frame: pd.DataFrame) -> None:
+def load_dataset(warehouse: Warehouse, name: str, frame: pd.DataFrame, **roles: str) -> None:
+    """Register `frame` as dataset `name` (id apple_id, time graded_at, target is_bad; more `roles` by column)."""
     dataset = Dataset(
         name=name,
         description="synthetic apples",
         owner="test",
         source="test",
-        columns=tuple(columns_from_frame(frame, {"apple_id": "id", "graded_at": "timestamp", "is_bad": "target"})),
+        columns=tuple(columns_from_frame(frame, {"apple_id": "id", "graded_at": "timestamp", "is_bad": "target", **roles})),
         target="is_bad",
         id_column="apple_id",
         time_column="graded_at",
     )
     with warehouse.transaction() as connection:
-        register_dataset(warehouse, dataset, con=connection)
-        connection.register("rows_frame", frame)
-        connection.execute(f"CREATE TABLE ds_{name} AS SELECT * FROM rows_frame")
-        connection.unregister("rows_frame")
+        create_dataset_table(connection, warehouse, dataset, frame)
 
 
 @pytest.fixture
@@ -293,16 +291,7 @@ def test_since_and_until_train_on_a_period_with_only_the_labels_known_by_then(tm
     warehouse = Warehouse(tmp_path / "home" / "warehouse.duckdb", lock_timeout=30)
     frame = make_orchard(600)
     frame["label_received_at"] = frame["graded_at"] + pd.Timedelta(hours=30)  # inspection results come 30 h later
-    dataset = Dataset(
-        name="apples", description="synthetic apples", owner="test", source="test",
-        columns=tuple(columns_from_frame(frame, {"apple_id": "id", "graded_at": "timestamp", "is_bad": "target", "label_received_at": "label_time"})),
-        target="is_bad", id_column="apple_id", time_column="graded_at",
-    )  # fmt: skip
-    with warehouse.transaction() as connection:
-        register_dataset(warehouse, dataset, con=connection)
-        connection.register("rows_frame", frame)
-        connection.execute("CREATE TABLE ds_apples AS SELECT * FROM rows_frame")
-        connection.unregister("rows_frame")
+    load_dataset(warehouse, "apples", frame, label_received_at="label_time")
 
     result = train(
         warehouse, dataset="apples", target=None, experiment="recent", identity=ANA, trials=2, families=cheap_families(),
