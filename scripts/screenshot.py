@@ -45,10 +45,11 @@ def main() -> None:
             page.wait_for_timeout(1500)  # let the fonts and the badges settle
             # Streamlit scrolls inside its main block, so grow the window to the content instead.
             height = page.evaluate("document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight")
-            page.set_viewport_size({"width": 1400, "height": min(int(height) + 120, args.max_height)})
+            height = min(int(height) + 120, args.max_height)
+            page.set_viewport_size({"width": 1400, "height": height})
             page.wait_for_timeout(500)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.out), clip={"x": 0, "y": 0, "width": 1400, "height": min(int(height) + 120, args.max_height)})
+            page.screenshot(path=str(args.out), clip={"x": 0, "y": 0, "width": 1400, "height": height})
             browser.close()
     print(f"wrote {args.out}")
 

@@ -550,16 +550,12 @@ class AlertCard:
     active: bool
 
 
-def _moment(value: Any) -> Any:
-    return None if _missing(value) else value
-
-
 def _state_text(row: Any) -> str:
     if row.status == OPEN:
         return "Open: nobody has acknowledged it yet."
     if row.status == ACKNOWLEDGED:
-        return f"Acknowledged by {row.acknowledged_by or 'someone'} on {format_time(_moment(row.acknowledged_at))}; tracked until the condition clears."
-    return f"Resolved on {format_time(_moment(row.resolved_at))}: the condition stayed clear."
+        return f"Acknowledged by {row.acknowledged_by or 'someone'} on {format_time(row.acknowledged_at)}; tracked until the condition clears."
+    return f"Resolved on {format_time(row.resolved_at)}: the condition stayed clear."
 
 
 def _retrain_text(status: Any, detail: Any) -> str | None:
@@ -581,11 +577,11 @@ def alert_cards(frame: pd.DataFrame) -> list[AlertCard]:
         severity = Status.ACT if row.severity == "act" else Status.WATCH
         active = row.status in (OPEN, ACKNOWLEDGED)
         occurrences = int(row.occurrences or 1)
-        when = f"Opened {format_time(_moment(row.opened_at))}"
-        if _moment(row.window_start) is not None and _moment(row.window_end) is not None:
+        when = f"Opened {format_time(row.opened_at)}"
+        if not _missing(row.window_start) and not _missing(row.window_end):
             when += f" for the window {window_label(row.window_start, row.window_end)}"
         when += f" · seen in {occurrences} window{'s' if occurrences != 1 else ''}"
-        if occurrences > 1 and _moment(row.last_seen_at) is not None:
+        if occurrences > 1 and not _missing(row.last_seen_at):
             when += f", last up to {format_time(row.last_seen_at)}"
         version = row.challenger_version
         card = AlertCard(
